@@ -1,0 +1,21 @@
+"""hiddenjax: PyMC models fitted with NUTS compiled through JAX.
+
+``import hiddenjax as pm`` works in model code: every public PyMC name is
+re-exported, and the inference functions hiddenjax implements replace PyMC's.
+"""
+
+import pymc as _pymc
+
+__version__ = "0.1.0"
+
+_OWN = {"sample"}
+
+globals().update(
+    {name: getattr(_pymc, name) for name in dir(_pymc) if not name.startswith("_") and name not in _OWN}
+)
+
+from hiddenjax.api import sample  # noqa: E402
+
+__all__ = sorted(
+    {name for name in dir(_pymc) if not name.startswith("_")} | _OWN | {"__version__"}
+)

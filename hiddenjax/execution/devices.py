@@ -1,0 +1,77 @@
+"""Devices and precision: the one place that touches JAX configuration and XLA flags.
+
+Nothing here runs at import time; callers ask for a configuration explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+PRECISIONS = ("float64", "float32")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def _jax_started() -> bool:
+    """Whether JAX's backends already exist, so XLA flags can no longer change."""
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge._backends)
+    except (ImportError, AttributeError):
+        return True
+
+
+def request_host_devices(count: int | None = None) -> int:
+    """Expose ``count`` host CPU devices to XLA (default: one per core).
+
+    Must run before JAX creates its backends to take effect. Returns the
+    number of host devices JAX will have.
+    """
+    count = int(count or os.cpu_count() or 1)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _DEVICE_COUNT_FLAG in flags:
+        match = re.search(rf"{_DEVICE_COUNT_FLAG}=(\d+)", flags)
+        return int(match.group(1)) if match else count
+    if _jax_started():
+        import jax
+
+        have = len(jax.devices("cpu"))
+        if have < count:
+            warnings.warn(
+                f"JAX was already started with {have} CPU device(s), so hiddenjax could "
+                f"not expose {count}; chains will share {have} device(s).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return have
+    os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_COUNT_FLAG}={count}".strip()
+    return count
+
+
+def configure(precision: str = "float64") -> None:
+    """Set up JAX for hiddenjax: host devices, and 64-bit support when asked for.
+
+    Float64 support is switched on in both precisions so that adaptation
+    accumulators can stay in float64 when the model runs in float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}."
+        )
+    request_host_devices()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def float_dtype(precision: str):
+    """The numpy dtype of model values for ``precision``."""
+    import numpy as np
+
+    return np.float64 if precision == "float64" else np.float32

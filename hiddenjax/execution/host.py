@@ -1,0 +1,20 @@
+"""Small jitted evaluations the host needs outside the sampling loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+
+def host_value_and_grad(logdensity: Callable, data: tuple) -> Callable:
+    """``check(theta) -> (logp, grad)`` as numpy, jitted once for all calls."""
+    fn = jax.jit(jax.value_and_grad(logdensity))
+    data = tuple(jax.numpy.asarray(d) for d in data)
+
+    def check(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = fn(jax.numpy.asarray(theta), data)
+        return float(value), np.asarray(grad)
+
+    return check

@@ -1,0 +1,188 @@
+"""Read a PyMC model into plain graphs: what the compiler needs, and nothing of JAX."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from pymc.backends.arviz import (
+    coords_and_dims_for_inferencedata,
+    find_constants,
+    find_observations,
+)
+from pymc.model import Model
+from pytensor.compile import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.replace import graph_replace
+from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.random.type import RandomType
+
+from hiddenjax.model.errors import check_continuous
+
+
+class FlatLayout(NamedTuple):
+    """Where each unconstrained value variable sits in the flat position vector."""
+
+    names: tuple[str, ...]
+    """Value-variable names (transformed names such as ``tau_log__``)."""
+    shapes: tuple[tuple[int, ...], ...]
+    """Shape of each value variable."""
+    dtype: str
+    """Float dtype of the flat vector."""
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(int(np.prod(s, dtype=int)) for s in self.shapes)
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    def ravel(self, point: dict[str, np.ndarray]) -> np.ndarray:
+        """Flatten a ``{value name: array}`` point into one vector."""
+        parts = [np.asarray(point[n], dtype=self.dtype).reshape(-1) for n in self.names]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=self.dtype)
+
+    def unravel(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Split a vector (leading batch axes allowed) back into named arrays."""
+        flat = np.asarray(flat)
+        batch = flat.shape[:-1]
+        bounds = np.cumsum((0, *self.sizes))
+        return {
+            name: flat[..., lo:hi].reshape(*batch, *shape)
+            for name, shape, lo, hi in zip(self.names, self.shapes, bounds[:-1], bounds[1:])
+        }
+
+
+class ModelGraph(NamedTuple):
+    """A PyMC model as graphs over one flat position and explicit data inputs."""
+
+    theta: Variable
+    """The flat unconstrained position (a 1-D float input with static length)."""
+    layout: FlatLayout
+    """How ``theta`` splits into the model's value variables."""
+    data_inputs: tuple[Variable, ...]
+    """Inputs standing for observed data and ``pm.Data`` values, static shapes."""
+    data_names: tuple[str, ...]
+    """Name of each data input: the ``pm.Data`` name or the observed variable's name."""
+    data_values: tuple[np.ndarray, ...]
+    """Current value of each data input."""
+    logp: Variable
+    """Joint log-density (with Jacobians and Potentials) over ``theta`` and data."""
+    output_names: tuple[str, ...]
+    """Free variables on their own support, then Deterministics, in model order."""
+    outputs: tuple[Variable, ...]
+    """Graphs of those values over ``theta`` and data."""
+    loglik_names: tuple[str, ...]
+    """Observed variable names."""
+    loglik: tuple[Variable, ...]
+    """Pointwise log-likelihood of each observed variable."""
+    coords: dict
+    """Model coords, as ArviZ takes them."""
+    dims: dict
+    """Variable dims, as ArviZ takes them."""
+    observed_data: dict
+    """Observed values by variable name."""
+    constant_data: dict
+    """``pm.Data`` values by name."""
+
+
+def _data_replacements(model: Model, graphs: list[Variable]):
+    """Map every observed constant and data container to a fresh static-shaped input."""
+    observed = {v: rv.name for rv, v in model.rvs_to_values.items() if rv in model.observed_RVs}
+    dim_lengths = set(model.dim_lengths.values())
+    replacements, names, values = {}, [], []
+    for var in graph_inputs(graphs):
+        if isinstance(var.type, RandomType) or var in replacements:
+            continue
+        if var in dim_lengths:
+            # Dim lengths fix shapes: constants give the lowering static shapes.
+            replacements[var] = pt.constant(var.get_value(), dtype=var.type.dtype)
+            continue
+        if isinstance(var, SharedVariable):
+            value, name = var.get_value(borrow=True), var.name
+        elif isinstance(var, Constant) and var in observed:
+            value, name = var.data, observed[var]
+        else:
+            continue
+        value = np.asarray(value)
+        name = name or f"data_{len(names)}"
+        replacements[var] = pt.tensor(name=name, dtype=var.type.dtype, shape=value.shape)
+        names.append(name)
+        values.append(value)
+    return replacements, tuple(names), tuple(values)
+
+
+def _flat_position(model: Model, initial_point: dict[str, np.ndarray]):
+    """A flat ``theta`` input and the value-variable slices it replaces."""
+    shapes = tuple(tuple(np.shape(initial_point[v.name])) for v in model.value_vars)
+    dtype = pytensor.config.floatX
+    layout = FlatLayout(tuple(v.name for v in model.value_vars), shapes, dtype)
+    theta = pt.tensor(name="theta", dtype=dtype, shape=(layout.size,))
+    replacements, start = {}, 0
+    for var, shape, size in zip(model.value_vars, layout.shapes, layout.sizes):
+        piece = theta[start : start + size].reshape(shape).astype(var.dtype)
+        replacements[var] = piece
+        start += size
+    return theta, layout, replacements
+
+
+def extract_model_graph(model: Model, var_names: list[str] | None = None) -> ModelGraph:
+    """Read ``model`` into a :class:`ModelGraph`.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model; it is not modified.
+    var_names : list of str, optional
+        Free variables and Deterministics to return from ``outputs``; all by default.
+    """
+    check_continuous(model)
+    initial_point = model.initial_point(random_seed=0)
+    keep = _output_vars(model, var_names)
+    observed_rvs = list(model.observed_RVs)
+    graphs = [
+        model.logp(jacobian=True, sum=True),
+        *model.replace_rvs_by_values(keep),
+        *(model.logp(vars=observed_rvs, sum=False) if observed_rvs else []),
+    ]
+    data_repl, data_names, data_values = _data_replacements(model, graphs)
+    theta, layout, value_repl = _flat_position(model, initial_point)
+    logp, *rest = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)
+    outputs, loglik = rest[: len(keep)], rest[len(keep) :]
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    return ModelGraph(
+        theta=theta,
+        layout=layout,
+        data_inputs=tuple(v for v in data_repl.values() if not isinstance(v, Constant)),
+        data_names=data_names,
+        data_values=data_values,
+        logp=logp,
+        output_names=tuple(v.name for v in keep),
+        outputs=tuple(outputs),
+        loglik_names=tuple(rv.name for rv in observed_rvs),
+        loglik=tuple(loglik),
+        coords=coords,
+        dims=dims,
+        observed_data=find_observations(model),
+        constant_data=find_constants(model),
+    )
+
+
+def _output_vars(model: Model, var_names: list[str] | None) -> list[Variable]:
+    """Free variables and Deterministics to report, in model order."""
+    candidates = list(model.free_RVs) + list(model.deterministics)
+    if var_names is None:
+        return candidates
+    by_name = {v.name: v for v in candidates}
+    unknown = [n for n in var_names if n not in by_name]
+    if unknown:
+        raise ValueError(
+            f"var_names {unknown} are not free variables or Deterministics of the model; "
+            f"choose from {sorted(by_name)}."
+        )
+    wanted = set(var_names)
+    return [v for v in candidates if v.name in wanted]

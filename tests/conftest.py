@@ -1,0 +1,5 @@
+import pytest
+
+from hiddenjax.execution.devices import configure
+
+configure("float64")

@@ -1,0 +1,105 @@
+"""The execution layer with a stand-in sampler program, so it is tested alone."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hiddenjax.execution.runner import ChainFunctions, RunPlan, chain_mesh, run_chains
+
+
+class State(NamedTuple):
+    position: jax.Array
+    logdensity: jax.Array
+    scale: jax.Array
+
+
+class Info(NamedTuple):
+    lp: jax.Array
+    acceptance_rate: jax.Array
+    diverging: jax.Array
+    step_size: jax.Array
+
+
+class Program(NamedTuple):
+    init: object
+    warmup_step: object
+    sample_step: object
+    position: object
+
+
+def metropolis_program(logdensity_fn):
+    """Random-walk Metropolis whose warmup doubles or halves the proposal scale."""
+
+    def init(position):
+        return State(position, logdensity_fn(position), jnp.asarray(1.0))
+
+    def sample_step(key, state):
+        k1, k2 = jax.random.split(key)
+        proposal = state.position + state.scale * jax.random.normal(k1, state.position.shape)
+        new_lp = logdensity_fn(proposal)
+        accept_prob = jnp.minimum(1.0, jnp.exp(new_lp - state.logdensity))
+        accept = jax.random.uniform(k2) < accept_prob
+        position = jnp.where(accept, proposal, state.position)
+        lp = jnp.where(accept, new_lp, state.logdensity)
+        new = State(position, lp, state.scale)
+        return new, Info(lp, accept_prob, jnp.asarray(False), state.scale)
+
+    def warmup_step(key, state, step_index):
+        new, info = sample_step(key, state)
+        scale = jnp.where(info.acceptance_rate > 0.3, state.scale * 1.1, state.scale * 0.9)
+        return new._replace(scale=scale), info
+
+    return Program(init, warmup_step, sample_step, lambda s: s.position)
+
+
+def _fns():
+    def logdensity(theta, data):
+        (mean,) = data
+        return -0.5 * jnp.sum((theta - mean) ** 2)
+
+    return ChainFunctions(logdensity, lambda theta, data: (theta, theta.sum()), None)
+
+
+def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False):
+    positions = np.zeros((chains, 3))
+    plan = RunPlan(tune=tune, draws=draws, seed=5, chunk_size=chunk_size, keep_warmup=keep_warmup)
+    return run_chains(metropolis_program, _fns(), (np.arange(3.0),), positions, plan)
+
+
+def test_shapes_and_stats_chain_first():
+    result = _run(chunk_size=16, keep_warmup=True)
+    assert result.outputs[0].shape == (4, 50, 3)
+    assert result.outputs[1].shape == (4, 50)
+    assert result.stats["lp"].shape == (4, 50)
+    assert result.warmup_outputs[0].shape == (4, 30, 3)
+    assert result.steps_done == 80 and not result.interrupted
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 80, 200])
+def test_draws_do_not_depend_on_chunk_size(chunk_size):
+    reference = _run(chunk_size=13)
+    other = _run(chunk_size=chunk_size)
+    np.testing.assert_array_equal(reference.outputs[0], other.outputs[0])
+    np.testing.assert_array_equal(reference.stats["step_size"], other.stats["step_size"])
+
+
+def test_chains_are_independent_streams():
+    result = _run(chunk_size=20)
+    draws = result.outputs[0]
+    assert not np.array_equal(draws[0], draws[1])
+
+
+def test_progress_is_told_about_every_chunk():
+    calls = []
+    plan = RunPlan(tune=10, draws=25, seed=1, chunk_size=10, keep_warmup=False)
+    run_chains(metropolis_program, _fns(), (np.zeros(3),), np.zeros((2, 3)), plan,
+               progress=lambda start, done, stats: calls.append((start, done)))
+    assert calls == [(0, 10), (10, 20), (20, 30), (30, 35)]
+
+
+def test_mesh_uses_a_divisor_of_the_chain_count():
+    assert 3 % chain_mesh(3).devices.size == 0
+    assert 4 % chain_mesh(4).devices.size == 0

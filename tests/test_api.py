@@ -1,0 +1,63 @@
+import numpy as np
+import pymc as pm
+import pytest
+from pymc.exceptions import SamplingError
+
+import hiddenjax as hj
+from tests.model_zoo import hierarchical_regression, simplex_and_bounds
+
+FAST = dict(draws=60, tune=60, chains=2, progressbar=False, compute_convergence_checks=False)
+
+
+def test_reexports_pymc_modelling_names():
+    for name in ("Model", "Normal", "HalfCauchy", "Deterministic", "Potential", "Data",
+                 "set_data", "math", "ZeroSumNormal", "Mixture", "CustomDist"):
+        assert getattr(hj, name) is getattr(pm, name)
+    assert hj.sample is not pm.sample
+
+
+def test_model_context_and_model_argument_give_the_same_draws():
+    model = hierarchical_regression()
+    with model:
+        inside = hj.sample(random_seed=3, **FAST)
+    outside = hj.sample(model=model, random_seed=3, **FAST)
+    np.testing.assert_array_equal(inside.posterior["a"], outside.posterior["a"])
+
+
+def test_same_seed_same_draws_other_seed_other_draws():
+    model = simplex_and_bounds()
+    a = hj.sample(model=model, random_seed=11, **FAST)
+    b = hj.sample(model=model, random_seed=11, **FAST)
+    c = hj.sample(model=model, random_seed=12, **FAST)
+    np.testing.assert_array_equal(a.posterior["w"], b.posterior["w"])
+    np.testing.assert_array_equal(a.sample_stats["lp"], b.sample_stats["lp"])
+    assert not np.array_equal(a.posterior["w"], c.posterior["w"])
+
+
+def test_unknown_argument_raises_type_error_naming_it():
+    with pytest.raises(TypeError, match="'step'"):
+        hj.sample(model=hierarchical_regression(), step=object(), **FAST)
+
+
+def test_discrete_free_variable_is_refused():
+    with pm.Model() as model:
+        pm.Binomial("k", n=10, p=0.5)
+    with pytest.raises(TypeError, match="'k' is discrete"):
+        hj.sample(model=model, **FAST)
+
+
+def test_bad_start_raises_pymc_sampling_error_naming_the_variable():
+    with pm.Model() as model:
+        s = pm.Normal("s", 1, 1)
+        pm.Normal("y", 0, s, observed=[1.0])  # a negative scale has zero density
+    with pytest.raises(SamplingError, match="y"):
+        hj.sample(model=model, initvals={"s": -1.0}, init="adapt_diag", **FAST)
+
+
+def test_var_names_and_discard_tuned_samples():
+    model = hierarchical_regression()
+    idata = hj.sample(model=model, var_names=["a", "b"], discard_tuned_samples=False,
+                      random_seed=1, **FAST)
+    assert set(idata.posterior.data_vars) == {"a", "b"}
+    assert idata.warmup_posterior.sizes["draw"] == FAST["tune"]
+    assert idata.warmup_sample_stats.sizes["draw"] == FAST["tune"]
