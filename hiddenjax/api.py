@@ -126,22 +126,45 @@ def sample(
     )
 
 
+_RUNNERS: dict = {}
+_MAX_RUNNERS = 16
+
+
+def _runner(compiled, *, tune, chunk_size, chains, program_kwargs, log_likelihood):
+    """The execution runner for this compiled model and run shape, built once."""
+    from hiddenjax.execution.runner import ChainFunctions, Runner
+    from hiddenjax.samplers import build_nuts_program
+
+    key = (id(compiled), tune, chunk_size, chains, tuple(sorted(program_kwargs.items())),
+           log_likelihood)
+    if key in _RUNNERS and _RUNNERS[key][0] is compiled:
+        return _RUNNERS[key][1]
+    fns = ChainFunctions(
+        compiled.logdensity, compiled.constrain, compiled.loglik if log_likelihood else None
+    )
+    factory = partial(build_nuts_program, num_tune=tune, **program_kwargs)
+    runner = Runner(factory, fns, tune, chunk_size, chains)
+    if len(_RUNNERS) >= _MAX_RUNNERS:
+        _RUNNERS.pop(next(iter(_RUNNERS)))
+    _RUNNERS[key] = (compiled, runner)
+    return runner
+
+
 def _sample_nuts(model: Model, *, draws, tune, chains, random_seed, initvals, jitter,
                  jitter_max_retries, program_kwargs, var_names, progressbar, quiet,
                  compute_convergence_checks, discard_tuned_samples, log_likelihood,
                  chunk_size):
-    from hiddenjax.compile.model_functions import compile_model
-    from hiddenjax.execution.progress import SamplingProgress
-    from hiddenjax.execution.runner import ChainFunctions, RunPlan, run_chains
+    from hiddenjax.compile.cache import compiled_model
     from hiddenjax.execution.host import host_value_and_grad
-    from hiddenjax.model import extract_model_graph
+    from hiddenjax.execution.progress import SamplingProgress
+    from hiddenjax.execution.runner import RunPlan, run_chains
+    from hiddenjax.model import current_data
     from hiddenjax.model.initial import initial_positions
-    from hiddenjax.samplers import build_nuts_program
 
-    graph = extract_model_graph(model, var_names)
-    compiled = compile_model(graph)
+    graph, compiled = compiled_model(model, var_names)
+    data = current_data(graph)
     jitter_seeds, sampler_seed = _seeds(random_seed, chains)
-    check = host_value_and_grad(compiled.logdensity, graph.data_values)
+    check = host_value_and_grad(compiled.logdensity, data)
     positions = initial_positions(
         model, graph.layout, jitter_seeds, check, initvals=initvals, jitter=jitter,
         jitter_max_retries=jitter_max_retries,
@@ -153,35 +176,39 @@ def _sample_nuts(model: Model, *, draws, tune, chains, random_seed, initvals, ji
         chunk_size=int(chunk_size or min(200, max(tune + draws, 1))),
         keep_warmup=not discard_tuned_samples,
     )
-    fns = ChainFunctions(
-        compiled.logdensity, compiled.constrain, compiled.loglik if log_likelihood else None
-    )
-    factory = partial(build_nuts_program, num_tune=tune, **program_kwargs)
+    runner = _runner(compiled, tune=tune, chunk_size=plan.chunk_size, chains=chains,
+                     program_kwargs=program_kwargs, log_likelihood=log_likelihood)
     if not quiet:
         _log.info(f"Sampling {chains} chains with hiddenjax NUTS (JAX, {os.cpu_count()} cores)")
     start = time.perf_counter()
     with SamplingProgress(tune + draws, tune, enabled=progressbar) as bar:
-        result = run_chains(factory, fns, graph.data_values, positions, plan, progress=bar.update)
+        result = run_chains(runner, data, positions, plan, progress=bar.update)
     elapsed = time.perf_counter() - start
-    return _finish(model, graph, compiled, result, plan, elapsed, chains=chains, quiet=quiet,
+    return _finish(model, compiled, result, plan, elapsed, chains=chains, quiet=quiet,
                    compute_convergence_checks=compute_convergence_checks)
 
 
-def _finish(model, graph, compiled, result, plan, elapsed, *, chains, quiet,
+def _finish(model, compiled, result, plan, elapsed, *, chains, quiet,
             compute_convergence_checks):
     from pymc.stats.convergence import log_warnings, run_convergence_checks
 
+    from hiddenjax.model import data_context
     from hiddenjax.results import build_inference_data
 
     names = compiled.output_names
+    context = data_context(model)
     idata = build_inference_data(
         dict(zip(names, result.outputs)),
         result.stats,
-        coords=graph.coords,
-        dims=graph.dims,
-        observed_data=graph.observed_data,
-        constant_data=graph.constant_data,
-        attrs={"sampling_time": elapsed, "tuning_steps": plan.tune},
+        coords=context.coords,
+        dims=context.dims,
+        observed_data=context.observed_data,
+        constant_data=context.constant_data,
+        attrs={
+            "sampling_time": elapsed,
+            "tuning_steps": plan.tune,
+            "compile_time": result.compile_time,
+        },
         warmup_posterior=(
             dict(zip(names, result.warmup_outputs)) if result.warmup_outputs else None
         ),

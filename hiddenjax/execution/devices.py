@@ -68,6 +68,25 @@ def configure(precision: str = "float64") -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    _enable_persistent_cache(jax)
+
+
+def cache_dir() -> str:
+    """Where compiled programs persist across processes (``HIDDENJAX_CACHE_DIR`` overrides)."""
+    default = os.path.join(os.path.expanduser("~"), ".cache", "hiddenjax", "xla")
+    return os.environ.get("HIDDENJAX_CACHE_DIR", default)
+
+
+def _enable_persistent_cache(jax) -> None:
+    """Let a second process reuse compiled programs instead of compiling again."""
+    if jax.config.jax_compilation_cache_dir:
+        return  # the user's own setting wins
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+    except OSError:
+        return  # read-only home: compile every time rather than fail
+    jax.config.update("jax_compilation_cache_dir", cache_dir())
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def float_dtype(precision: str):

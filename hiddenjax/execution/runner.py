@@ -8,6 +8,7 @@ bounded by the chunk and an interrupt keeps every finished draw.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -52,6 +53,8 @@ class ChainDraws(NamedTuple):
     """Steps finished per chain (warmup included)."""
     interrupted: bool
     """Whether the run stopped early on a keyboard interrupt."""
+    compile_time: float
+    """Seconds spent compiling the chunk function (0 when it came from a cache)."""
 
 
 class ChainFunctions(NamedTuple):
@@ -72,10 +75,10 @@ def chain_mesh(chains: int) -> jax.sharding.Mesh:
     return jax.make_mesh((count,), ("chain",), devices=devices[:count])
 
 
-def _step_fn(program_factory, fns: ChainFunctions, plan: RunPlan):
+def _step_fn(program_factory, fns: ChainFunctions, tune: int):
     """One step of one chain, choosing warmup, sampling or idle by global index."""
 
-    def step(state, step_index, chain_key, data):
+    def step(state, step_index, end, chain_key, data):
         program = program_factory(lambda theta: fns.logdensity(theta, data))
         key = jax.random.fold_in(chain_key, step_index)
 
@@ -90,9 +93,7 @@ def _step_fn(program_factory, fns: ChainFunctions, plan: RunPlan):
         def idle(s):
             return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info_shape)
 
-        branch = jnp.where(
-            step_index < plan.tune, WARMUP, jnp.where(step_index < plan.tune + plan.draws, SAMPLE, IDLE)
-        )
+        branch = jnp.where(step_index < tune, WARMUP, jnp.where(step_index < end, SAMPLE, IDLE))
         state, info = lax.switch(branch, (warm, sample, idle), state)
         position = program.position(state)
         values = fns.constrain(position, data)
@@ -102,35 +103,70 @@ def _step_fn(program_factory, fns: ChainFunctions, plan: RunPlan):
     return step
 
 
-def build_chunk_fn(program_factory, fns: ChainFunctions, plan: RunPlan, mesh) -> Callable:
-    """``chunk(states, start, chain_keys, data) -> (states, stacked step outputs)``, jitted."""
-    step = jax.vmap(_step_fn(program_factory, fns, plan), in_axes=(0, None, 0, None))
+def build_chunk_fn(program_factory, fns: ChainFunctions, tune: int, chunk_size: int, mesh):
+    """``chunk(states, start, end, chain_keys, data) -> (states, stacked step outputs)``, jitted.
 
-    def local_chunk(states, start, chain_keys, data):
+    ``start`` is the global index of the chunk's first step and ``end`` the
+    number of steps of the whole run: both are arguments, so one compiled
+    program serves every chunk and any number of draws.
+    """
+    step = jax.vmap(_step_fn(program_factory, fns, tune), in_axes=(0, None, None, 0, None))
+
+    def local_chunk(states, start, end, chain_keys, data):
         def body(states, offset):
-            return step(states, start + offset, chain_keys, data)
+            return step(states, start + offset, end, chain_keys, data)
 
-        return lax.scan(body, states, jnp.arange(plan.chunk_size, dtype=jnp.int32))
+        return lax.scan(body, states, jnp.arange(chunk_size, dtype=jnp.int32))
 
     sharded = jax.shard_map(
         local_chunk,
         mesh=mesh,
-        in_specs=(P("chain"), P(), P("chain"), P()),
+        in_specs=(P("chain"), P(), P(), P("chain"), P()),
         out_specs=(P("chain"), P(None, "chain")),
         check_vma=False,
     )
     return jax.jit(sharded)
 
 
-def init_states(program_factory, fns: ChainFunctions, positions, data, mesh):
-    """Initial chain states, laid out over the mesh."""
+class Runner:
+    """The compiled functions of one model and run shape, reusable across runs.
 
-    def init(position):
-        return program_factory(lambda theta: fns.logdensity(theta, data)).init(position)
+    Compilation happens on first use, once per shapes of positions and data.
+    """
 
-    sharding = jax.sharding.NamedSharding(mesh, P("chain"))
-    positions = jax.device_put(jnp.asarray(positions), sharding)
-    return jax.jit(jax.vmap(init), out_shardings=sharding)(positions)
+    def __init__(self, program_factory, fns: ChainFunctions, tune: int, chunk_size: int, chains: int):
+        self.tune, self.chunk_size, self.chains = tune, chunk_size, chains
+        self.mesh = chain_mesh(chains)
+        self._sharding = jax.sharding.NamedSharding(self.mesh, P("chain"))
+
+        def init(positions, data):
+            def one(position):
+                return program_factory(lambda theta: fns.logdensity(theta, data)).init(position)
+
+            return jax.vmap(one)(positions)
+
+        self._init = jax.jit(init, out_shardings=self._sharding)
+        self._chunk = build_chunk_fn(program_factory, fns, tune, chunk_size, self.mesh)
+        self._compiled: dict = {}
+
+    def init(self, positions, data):
+        """Chain states at ``positions``, laid out over the mesh."""
+        return self._init(jax.device_put(jnp.asarray(positions), self._sharding), data)
+
+    def keys(self, seed: int):
+        """Per-chain keys, laid out over the mesh."""
+        return jax.device_put(chain_keys(seed, self.chains), self._sharding)
+
+    def chunk(self, states, keys, data) -> tuple[Callable, float]:
+        """The compiled chunk function for these shapes, and seconds spent compiling it now."""
+        signature = jax.tree.map(lambda x: (x.shape, x.dtype), (states, data))
+        signature = tuple(jax.tree.leaves(signature))
+        if signature in self._compiled:
+            return self._compiled[signature], 0.0
+        started = time.perf_counter()
+        compiled = self._chunk.lower(states, jnp.int32(0), jnp.int32(1), keys, data).compile()
+        self._compiled[signature] = compiled
+        return compiled, time.perf_counter() - started
 
 
 def chain_keys(seed: int, chains: int):
@@ -161,7 +197,7 @@ class _Collector:
         # Scan stacks steps first; ArviZ wants chains first.
         return jax.tree.map(lambda x: np.swapaxes(x, 0, 1), joined)
 
-    def result(self, done: int, interrupted: bool, empty) -> ChainDraws:
+    def result(self, done: int, interrupted: bool, empty, compile_time: float) -> ChainDraws:
         tune, draws = self.plan.tune, self.plan.draws
         kept = self._select(tune, tune + draws, done) or empty
         warm = self._select(0, tune, done) if self.plan.keep_warmup else None
@@ -173,12 +209,12 @@ class _Collector:
             warmup_stats=warm[2]._asdict() if warm else None,
             steps_done=done,
             interrupted=interrupted,
+            compile_time=compile_time,
         )
 
 
 def run_chains(
-    program_factory: Callable,
-    fns: ChainFunctions,
+    runner: Runner,
     data: tuple,
     positions: np.ndarray,
     plan: RunPlan,
@@ -186,23 +222,19 @@ def run_chains(
 ) -> ChainDraws:
     """Run every chain from ``positions`` (``(chains, dim)``) and collect draws on the host.
 
-    ``program_factory(logdensity_fn)`` builds the sampler program (``init``,
-    ``warmup_step``, ``sample_step``, ``position``). ``progress(start, steps_done,
-    chunk_stats)`` is called after each chunk. A keyboard interrupt between
-    chunks stops the run and returns what finished.
+    ``progress(start, steps_done, chunk_stats)`` is called after each chunk. A
+    keyboard interrupt between chunks stops the run and returns what finished.
     """
-    chains = positions.shape[0]
-    mesh = chain_mesh(chains)
     data = tuple(jnp.asarray(d) for d in data)
-    states = init_states(program_factory, fns, positions, data, mesh)
-    keys = jax.device_put(chain_keys(plan.seed, chains), jax.sharding.NamedSharding(mesh, P("chain")))
-    chunk = build_chunk_fn(program_factory, fns, plan, mesh)
+    states = runner.init(positions, data)
+    keys = runner.keys(plan.seed)
+    chunk, compile_time = runner.chunk(states, keys, data)
     total, done, interrupted = plan.tune + plan.draws, 0, False
     collector = _Collector(plan)
     empty = None
     try:
         while done < total:
-            states, out = chunk(states, jnp.int32(done), keys, data)
+            states, out = chunk(states, jnp.int32(done), jnp.int32(total), keys, data)
             host = jax.device_get(out)
             collector.add(done, host)
             if empty is None:
@@ -214,4 +246,4 @@ def run_chains(
         interrupted = True
     if empty is None:
         raise KeyboardInterrupt("Sampling was interrupted before the first chunk finished.")
-    return collector.result(done, interrupted, empty)
+    return collector.result(done, interrupted, empty, compile_time)

@@ -69,7 +69,9 @@ class ModelGraph(NamedTuple):
     data_names: tuple[str, ...]
     """Name of each data input: the ``pm.Data`` name or the observed variable's name."""
     data_values: tuple[np.ndarray, ...]
-    """Current value of each data input."""
+    """Value of each data input when the graph was read."""
+    data_sources: tuple[Variable, ...]
+    """The model's own data variables (shared or constant) behind each data input."""
     logp: Variable
     """Joint log-density (with Jacobians and Potentials) over ``theta`` and data."""
     output_names: tuple[str, ...]
@@ -80,14 +82,6 @@ class ModelGraph(NamedTuple):
     """Observed variable names."""
     loglik: tuple[Variable, ...]
     """Pointwise log-likelihood of each observed variable."""
-    coords: dict
-    """Model coords, as ArviZ takes them."""
-    dims: dict
-    """Variable dims, as ArviZ takes them."""
-    observed_data: dict
-    """Observed values by variable name."""
-    constant_data: dict
-    """``pm.Data`` values by name."""
 
 
 def _data_replacements(model: Model, graphs: list[Variable]):
@@ -153,23 +147,66 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None) -> Mod
     theta, layout, value_repl = _flat_position(model, initial_point)
     logp, *rest = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)
     outputs, loglik = rest[: len(keep)], rest[len(keep) :]
-    coords, dims = coords_and_dims_for_inferencedata(model)
     return ModelGraph(
         theta=theta,
         layout=layout,
         data_inputs=tuple(v for v in data_repl.values() if not isinstance(v, Constant)),
         data_names=data_names,
         data_values=data_values,
+        data_sources=tuple(v for v, r in data_repl.items() if not isinstance(r, Constant)),
         logp=logp,
         output_names=tuple(v.name for v in keep),
         outputs=tuple(outputs),
         loglik_names=tuple(rv.name for rv in observed_rvs),
         loglik=tuple(loglik),
-        coords=coords,
-        dims=dims,
-        observed_data=find_observations(model),
-        constant_data=find_constants(model),
     )
+
+
+class DataContext(NamedTuple):
+    """What InferenceData needs from the model besides draws."""
+
+    coords: dict
+    """Model coords, as ArviZ takes them."""
+    dims: dict
+    """Variable dims, as ArviZ takes them."""
+    observed_data: dict
+    """Observed values by variable name."""
+    constant_data: dict
+    """``pm.Data`` values by name."""
+
+
+def data_context(model: Model) -> DataContext:
+    """Coords, dims, observations and ``pm.Data`` values as the model holds them now."""
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    return DataContext(coords, dims, find_observations(model), find_constants(model))
+
+
+def _value_of(var: Variable) -> np.ndarray:
+    return np.asarray(var.get_value(borrow=True) if isinstance(var, SharedVariable) else var.data)
+
+
+def current_data(graph: ModelGraph) -> tuple[np.ndarray, ...]:
+    """The data values the model holds now (after any ``pm.set_data``)."""
+    return tuple(_value_of(v) for v in graph.data_sources)
+
+
+def structure_key(model: Model, var_names: list[str] | None = None) -> tuple:
+    """What a compiled model depends on, besides data values: same key, same program.
+
+    Covers the model's variables, the shapes and dtypes of its data and
+    observations, its dim lengths, and the requested outputs.
+    """
+    observed = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+    data = {v.name or str(i): v for i, v in enumerate([*model.data_vars, *observed])}
+    shapes = tuple(
+        (name, _value_of(v).shape, str(v.dtype))
+        for name, v in data.items()
+        if isinstance(v, SharedVariable | Constant)
+    )
+    dims = tuple((k, int(_value_of(v))) for k, v in model.dim_lengths.items()
+                 if isinstance(v, SharedVariable | Constant))
+    names = tuple(model.named_vars)
+    return names, shapes, dims, tuple(var_names) if var_names is not None else None, model.check_bounds
 
 
 def _output_vars(model: Model, var_names: list[str] | None) -> list[Variable]:

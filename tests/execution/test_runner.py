@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hiddenjax.execution.runner import ChainFunctions, RunPlan, chain_mesh, run_chains
+from hiddenjax.execution.runner import ChainFunctions, RunPlan, Runner, chain_mesh, run_chains
 
 
 class State(NamedTuple):
@@ -66,7 +66,8 @@ def _fns():
 def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False):
     positions = np.zeros((chains, 3))
     plan = RunPlan(tune=tune, draws=draws, seed=5, chunk_size=chunk_size, keep_warmup=keep_warmup)
-    return run_chains(metropolis_program, _fns(), (np.arange(3.0),), positions, plan)
+    runner = Runner(metropolis_program, _fns(), tune, chunk_size, chains)
+    return run_chains(runner, (np.arange(3.0),), positions, plan)
 
 
 def test_shapes_and_stats_chain_first():
@@ -95,7 +96,8 @@ def test_chains_are_independent_streams():
 def test_progress_is_told_about_every_chunk():
     calls = []
     plan = RunPlan(tune=10, draws=25, seed=1, chunk_size=10, keep_warmup=False)
-    run_chains(metropolis_program, _fns(), (np.zeros(3),), np.zeros((2, 3)), plan,
+    runner = Runner(metropolis_program, _fns(), 10, 10, 2)
+    run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan,
                progress=lambda start, done, stats: calls.append((start, done)))
     assert calls == [(0, 10), (10, 20), (20, 30), (30, 35)]
 
@@ -103,3 +105,13 @@ def test_progress_is_told_about_every_chunk():
 def test_mesh_uses_a_divisor_of_the_chain_count():
     assert 3 % chain_mesh(3).devices.size == 0
     assert 4 % chain_mesh(4).devices.size == 0
+
+
+def test_runner_compiles_once_for_new_data_and_more_draws():
+    runner = Runner(metropolis_program, _fns(), 10, 16, 2)
+    plan = RunPlan(tune=10, draws=20, seed=1, chunk_size=16, keep_warmup=False)
+    first = run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan)
+    again = run_chains(runner, (np.ones(3),), np.zeros((2, 3)), plan._replace(draws=40))
+    assert first.compile_time > 0
+    assert again.compile_time == 0.0
+    assert again.outputs[0].shape == (2, 40, 3)

@@ -2,7 +2,14 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from hiddenjax.model import FlatLayout, ModelNotSupportedError, extract_model_graph
+from hiddenjax.model import (
+    FlatLayout,
+    ModelNotSupportedError,
+    current_data,
+    data_context,
+    extract_model_graph,
+    structure_key,
+)
 from tests.model_zoo import hierarchical_regression
 
 
@@ -25,8 +32,22 @@ def test_graph_names_data_outputs_and_value_variables():
     assert set(graph.data_names) == {"x", "g", "y"}
     for var, value in zip(graph.data_inputs, graph.data_values):
         assert var.type.shape == value.shape  # static shapes
-    assert graph.dims["a"] == ["group"]
-    assert set(graph.constant_data) == {"x", "g"}
+
+
+def test_data_context_and_structure_key_follow_set_data():
+    model = hierarchical_regression()
+    context = data_context(model)
+    assert context.dims["a"] == ["group"]
+    assert set(context.constant_data) == {"x", "g"}
+    key = structure_key(model)
+    graph = extract_model_graph(model)
+    with model:
+        pm.set_data({"x": np.zeros(60)})
+    assert structure_key(model) == key  # same shapes: same program
+    assert not current_data(graph)[graph.data_names.index("x")].any()
+    with model:
+        pm.set_data({"x": np.zeros(61), "g": np.zeros(61, dtype=int)})
+    assert structure_key(model) != key
 
 
 def test_discrete_free_variable_is_refused_with_a_pointer_to_marginalisation():
