@@ -71,6 +71,7 @@ def sample(
     idata_kwargs: dict | None = None,
     model: Model | None = None,
     chunk_size: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "float64",
     **kwargs,
@@ -89,6 +90,11 @@ def sample(
         all host devices hiddenjax exposes (one per core).
     chunk_size : int, optional
         Steps per compiled call between host copies (default: up to 200).
+    checkpoint : str or path, optional
+        A netCDF file written after every chunk with the draws so far and the
+        sampler's state. If it exists, the run continues from it (after a
+        crash, or with more ``draws`` to extend a finished run) and gives the
+        draws an uninterrupted run would have given.
     device : {"auto", "cpu", "gpu"}
         Where to run.
     precision : {"float64", "float32"}
@@ -123,6 +129,8 @@ def sample(
         discard_tuned_samples=discard_tuned_samples,
         log_likelihood=bool(idata_kwargs.pop("log_likelihood", False)),
         chunk_size=chunk_size,
+        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        device=device,
     )
 
 
@@ -130,20 +138,22 @@ _RUNNERS: dict = {}
 _MAX_RUNNERS = 16
 
 
-def _runner(compiled, *, tune, chunk_size, chains, program_kwargs, log_likelihood):
+def _runner(compiled, *, tune, chunk_size, chains, program_kwargs, log_likelihood, device):
     """The execution runner for this compiled model and run shape, built once."""
+    from hiddenjax.execution.devices import resolve_devices
     from hiddenjax.execution.runner import ChainFunctions, Runner
     from hiddenjax.samplers import build_nuts_program
 
+    devices = resolve_devices(device)
     key = (id(compiled), tune, chunk_size, chains, tuple(sorted(program_kwargs.items())),
-           log_likelihood)
+           log_likelihood, tuple(devices))
     if key in _RUNNERS and _RUNNERS[key][0] is compiled:
         return _RUNNERS[key][1]
     fns = ChainFunctions(
         compiled.logdensity, compiled.constrain, compiled.loglik if log_likelihood else None
     )
     factory = partial(build_nuts_program, num_tune=tune, **program_kwargs)
-    runner = Runner(factory, fns, tune, chunk_size, chains)
+    runner = Runner(factory, fns, tune, chunk_size, chains, devices)
     if len(_RUNNERS) >= _MAX_RUNNERS:
         _RUNNERS.pop(next(iter(_RUNNERS)))
     _RUNNERS[key] = (compiled, runner)
@@ -153,12 +163,12 @@ def _runner(compiled, *, tune, chunk_size, chains, program_kwargs, log_likelihoo
 def _sample_nuts(model: Model, *, draws, tune, chains, random_seed, initvals, jitter,
                  jitter_max_retries, program_kwargs, var_names, progressbar, quiet,
                  compute_convergence_checks, discard_tuned_samples, log_likelihood,
-                 chunk_size):
+                 chunk_size, checkpoint, device):
     from hiddenjax.compile.cache import compiled_model
     from hiddenjax.execution.host import host_value_and_grad
     from hiddenjax.execution.progress import SamplingProgress
     from hiddenjax.execution.runner import RunPlan, run_chains
-    from hiddenjax.model import current_data
+    from hiddenjax.model import current_data, structure_key
     from hiddenjax.model.initial import initial_positions
 
     graph, compiled = compiled_model(model, var_names)
@@ -177,12 +187,17 @@ def _sample_nuts(model: Model, *, draws, tune, chains, random_seed, initvals, ji
         keep_warmup=not discard_tuned_samples,
     )
     runner = _runner(compiled, tune=tune, chunk_size=plan.chunk_size, chains=chains,
-                     program_kwargs=program_kwargs, log_likelihood=log_likelihood)
+                     program_kwargs=program_kwargs, log_likelihood=log_likelihood,
+                     device=device)
     if not quiet:
         _log.info(f"Sampling {chains} chains with hiddenjax NUTS (JAX, {os.cpu_count()} cores)")
     start = time.perf_counter()
     with SamplingProgress(tune + draws, tune, enabled=progressbar) as bar:
-        result = run_chains(runner, data, positions, plan, progress=bar.update)
+        result = run_chains(
+            runner, data, positions, plan, progress=bar.update, checkpoint=checkpoint,
+            fingerprint=repr((structure_key(model, var_names), tune, chains,
+                              sorted(program_kwargs.items()), log_likelihood)),
+        )
     elapsed = time.perf_counter() - start
     return _finish(model, compiled, result, plan, elapsed, chains=chains, quiet=quiet,
                    compute_convergence_checks=compute_convergence_checks)

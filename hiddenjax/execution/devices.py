@@ -94,3 +94,21 @@ def float_dtype(precision: str):
     import numpy as np
 
     return np.float64 if precision == "float64" else np.float32
+
+
+def resolve_devices(device: str = "auto") -> list:
+    """The JAX devices chains may run on, for a plain device string."""
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r} is not supported; use one of {', '.join(DEVICES)}.")
+    import jax
+
+    if device == "auto":
+        return jax.devices()
+    try:
+        return jax.devices(device)
+    except RuntimeError:
+        raise ValueError(
+            f"device={device!r} was asked for, but JAX finds no {device.upper()} on this "
+            "machine. Use device='cpu' (or 'auto'), or install a GPU-enabled jaxlib "
+            "(for NVIDIA GPUs: pip install 'jax[cuda12]')."
+        ) from None

@@ -18,6 +18,9 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from hiddenjax.execution.checkpoint import Checkpoint, load, save
+from hiddenjax.execution.interrupt import StopRequest
+
 WARMUP, SAMPLE, IDLE = 0, 1, 2
 
 
@@ -28,8 +31,8 @@ class RunPlan(NamedTuple):
     """Warmup steps per chain."""
     draws: int
     """Kept steps per chain after warmup."""
-    seed: int
-    """Seed of the sampler's random keys."""
+    seed: int | list[int]
+    """Seed of the sampler's random keys (a list: one per consecutive group of chains)."""
     chunk_size: int
     """Steps per compiled call."""
     keep_warmup: bool
@@ -68,9 +71,9 @@ class ChainFunctions(NamedTuple):
     """Tuple of pointwise log-likelihoods, or None to skip them."""
 
 
-def chain_mesh(chains: int) -> jax.sharding.Mesh:
-    """A one-axis mesh over as many devices as evenly divide the chains."""
-    devices = jax.devices()
+def chain_mesh(chains: int, devices: list | None = None) -> jax.sharding.Mesh:
+    """A one-axis mesh over as many of ``devices`` as evenly divide the chains."""
+    devices = devices or jax.devices()
     count = max(d for d in range(1, min(len(devices), chains) + 1) if chains % d == 0)
     return jax.make_mesh((count,), ("chain",), devices=devices[:count])
 
@@ -103,14 +106,18 @@ def _step_fn(program_factory, fns: ChainFunctions, tune: int):
     return step
 
 
-def build_chunk_fn(program_factory, fns: ChainFunctions, tune: int, chunk_size: int, mesh):
+def build_chunk_fn(program_factory, fns: ChainFunctions, tune: int, chunk_size: int, mesh,
+                   data_per_chain: bool = False):
     """``chunk(states, start, end, chain_keys, data) -> (states, stacked step outputs)``, jitted.
 
     ``start`` is the global index of the chunk's first step and ``end`` the
     number of steps of the whole run: both are arguments, so one compiled
-    program serves every chunk and any number of draws.
+    program serves every chunk and any number of draws. With
+    ``data_per_chain`` every data array has a leading chain axis, so each
+    chain can fit its own dataset.
     """
-    step = jax.vmap(_step_fn(program_factory, fns, tune), in_axes=(0, None, None, 0, None))
+    data_axis = 0 if data_per_chain else None
+    step = jax.vmap(_step_fn(program_factory, fns, tune), in_axes=(0, None, None, 0, data_axis))
 
     def local_chunk(states, start, end, chain_keys, data):
         def body(states, offset):
@@ -121,7 +128,7 @@ def build_chunk_fn(program_factory, fns: ChainFunctions, tune: int, chunk_size: 
     sharded = jax.shard_map(
         local_chunk,
         mesh=mesh,
-        in_specs=(P("chain"), P(), P(), P("chain"), P()),
+        in_specs=(P("chain"), P(), P(), P("chain"), P("chain") if data_per_chain else P()),
         out_specs=(P("chain"), P(None, "chain")),
         check_vma=False,
     )
@@ -134,28 +141,45 @@ class Runner:
     Compilation happens on first use, once per shapes of positions and data.
     """
 
-    def __init__(self, program_factory, fns: ChainFunctions, tune: int, chunk_size: int, chains: int):
+    def __init__(self, program_factory, fns: ChainFunctions, tune: int, chunk_size: int,
+                 chains: int, devices: list | None = None, data_per_chain: bool = False):
         self.tune, self.chunk_size, self.chains = tune, chunk_size, chains
-        self.mesh = chain_mesh(chains)
-        self._sharding = jax.sharding.NamedSharding(self.mesh, P("chain"))
+        self.data_per_chain = data_per_chain
+        self.mesh = chain_mesh(chains, devices)
+        self.sharding = jax.sharding.NamedSharding(self.mesh, P("chain"))
+
+        data_axis = 0 if data_per_chain else None
 
         def init(positions, data):
-            def one(position):
-                return program_factory(lambda theta: fns.logdensity(theta, data)).init(position)
+            def one(position, chain_data):
+                return program_factory(lambda theta: fns.logdensity(theta, chain_data)).init(position)
 
-            return jax.vmap(one)(positions)
+            return jax.vmap(one, in_axes=(0, data_axis))(positions, data)
 
-        self._init = jax.jit(init, out_shardings=self._sharding)
-        self._chunk = build_chunk_fn(program_factory, fns, tune, chunk_size, self.mesh)
+        self._init = jax.jit(init, out_shardings=self.sharding)
+        self._chunk = build_chunk_fn(program_factory, fns, tune, chunk_size, self.mesh,
+                                     data_per_chain)
         self._compiled: dict = {}
+
+    def put_data(self, data: tuple) -> tuple:
+        """Data on the devices: whole on each, or split by chain when each chain has its own."""
+        data = tuple(jnp.asarray(d) for d in data)
+        return jax.device_put(data, self.sharding) if self.data_per_chain else data
 
     def init(self, positions, data):
         """Chain states at ``positions``, laid out over the mesh."""
-        return self._init(jax.device_put(jnp.asarray(positions), self._sharding), data)
+        return self._init(jax.device_put(jnp.asarray(positions), self.sharding), data)
 
-    def keys(self, seed: int):
-        """Per-chain keys, laid out over the mesh."""
-        return jax.device_put(chain_keys(seed, self.chains), self._sharding)
+    def keys(self, seed: int | list[int]):
+        """Per-chain keys, laid out over the mesh.
+
+        A list of seeds gives consecutive groups of chains their own seed, each
+        group keyed exactly as a run of that many chains with that seed alone.
+        """
+        seeds = seed if isinstance(seed, list) else [seed]
+        per_seed = self.chains // len(seeds)
+        keys = jnp.concatenate([chain_keys(s, per_seed) for s in seeds])
+        return jax.device_put(keys, self.sharding)
 
     def chunk(self, states, keys, data) -> tuple[Callable, float]:
         """The compiled chunk function for these shapes, and seconds spent compiling it now."""
@@ -180,27 +204,30 @@ class _Collector:
 
     def __init__(self, plan: RunPlan):
         self.plan = plan
-        self.parts: list[Any] = []
+        self.parts: list[tuple[int, int, Any]] = []
 
-    def add(self, start: int, host_out) -> None:
-        self.parts.append((start, host_out))
+    def add(self, start: int, stop: int, host_out) -> None:
+        """Keep steps ``start`` to ``stop`` of a chunk output stacked steps-first."""
+        self.parts.append((start, stop, jax.tree.map(lambda x: x[: stop - start], host_out)))
 
-    def _select(self, lo: int, hi: int, done: int):
-        pieces = []
-        for start, out in self.parts:
-            a, b = max(lo, start), min(hi, start + self.plan.chunk_size, done)
-            if a < b:
-                pieces.append(jax.tree.map(lambda x: x[a - start : b - start], out))
+    def steps(self, lo: int, hi: int):
+        """Steps ``lo`` to ``hi`` joined, steps-first, or None if there are none."""
+        pieces = [
+            jax.tree.map(lambda x: x[max(lo, a) - a : min(hi, b) - a], out)
+            for a, b, out in self.parts
+            if max(lo, a) < min(hi, b)
+        ]
         if not pieces:
             return None
-        joined = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
-        # Scan stacks steps first; ArviZ wants chains first.
-        return jax.tree.map(lambda x: np.swapaxes(x, 0, 1), joined)
+        return jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
 
-    def result(self, done: int, interrupted: bool, empty, compile_time: float) -> ChainDraws:
+    def result(self, done: int, interrupted: bool, compile_time: float) -> ChainDraws:
         tune, draws = self.plan.tune, self.plan.draws
-        kept = self._select(tune, tune + draws, done) or empty
-        warm = self._select(0, tune, done) if self.plan.keep_warmup else None
+        empty = jax.tree.map(lambda x: x[:0], self.parts[0][2])
+        # Scan stacks steps first; ArviZ wants chains first.
+        kept = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), self.steps(tune, tune + draws) or empty)
+        warm = self.steps(0, tune) if self.plan.keep_warmup else None
+        warm = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), warm) if warm is not None else None
         return ChainDraws(
             outputs=tuple(kept[0]),
             loglik=tuple(kept[1]),
@@ -213,37 +240,66 @@ class _Collector:
         )
 
 
+def _resume(runner: Runner, states, chunk, collector: _Collector, saved: Checkpoint):
+    """Sampler states and finished steps restored from a checkpoint."""
+    treedef = jax.tree.structure(states)
+    states = jax.device_put(jax.tree.unflatten(treedef, saved.states), runner.sharding)
+    collector.add(0, saved.done, jax.tree.unflatten(chunk.out_tree.children()[1], saved.steps))
+    return states
+
+
+def _save(path: str, states, collector: _Collector, done: int, seed: int, fingerprint: str):
+    steps = collector.steps(0, done)
+    save(path, Checkpoint(
+        steps=[np.asarray(x) for x in jax.tree.leaves(steps)],
+        states=[np.asarray(x) for x in jax.tree.leaves(jax.device_get(states))],
+        done=done,
+        seed=seed,
+        fingerprint=fingerprint,
+    ))
+
+
 def run_chains(
     runner: Runner,
     data: tuple,
     positions: np.ndarray,
     plan: RunPlan,
     progress: Callable[[int, int, dict], None] | None = None,
+    checkpoint: str | None = None,
+    fingerprint: str = "",
 ) -> ChainDraws:
     """Run every chain from ``positions`` (``(chains, dim)``) and collect draws on the host.
 
     ``progress(start, steps_done, chunk_stats)`` is called after each chunk. A
-    keyboard interrupt between chunks stops the run and returns what finished.
+    Ctrl-C stops the run at the next chunk boundary and returns what finished.
+    With ``checkpoint``, progress is saved there after every chunk, and a run
+    whose checkpoint exists continues from it (using the seed stored in it).
     """
-    data = tuple(jnp.asarray(d) for d in data)
+    data = runner.put_data(data)
     states = runner.init(positions, data)
     keys = runner.keys(plan.seed)
     chunk, compile_time = runner.chunk(states, keys, data)
-    total, done, interrupted = plan.tune + plan.draws, 0, False
-    collector = _Collector(plan)
-    empty = None
-    try:
-        while done < total:
-            states, out = chunk(states, jnp.int32(done), jnp.int32(total), keys, data)
-            host = jax.device_get(out)
-            collector.add(done, host)
-            if empty is None:
-                empty = jax.tree.map(lambda x: np.swapaxes(x[:0], 0, 1), host)
-            start, done = done, min(done + plan.chunk_size, total)
-            if progress is not None:
-                progress(start, done, host[2]._asdict())
-    except KeyboardInterrupt:
-        interrupted = True
-    if empty is None:
+    collector, done = _Collector(plan), 0
+    saved = load(checkpoint, fingerprint) if checkpoint else None
+    if saved is not None:
+        plan = plan._replace(seed=saved.seed)
+        keys = runner.keys(saved.seed)
+        states = _resume(runner, states, chunk, collector, saved)
+        done = saved.done
+    total = plan.tune + plan.draws
+    with StopRequest() as stop:
+        try:
+            while done < total and not stop.requested:
+                states, out = chunk(states, jnp.int32(done), jnp.int32(total), keys, data)
+                host = jax.device_get(out)
+                start, done = done, min(done + plan.chunk_size, total)
+                collector.add(start, done, host)
+                if checkpoint:
+                    _save(checkpoint, states, collector, done, plan.seed, fingerprint)
+                if progress is not None:
+                    progress(start, done, host[2]._asdict())
+        except KeyboardInterrupt:
+            stop.requested = True
+    if not collector.parts:
         raise KeyboardInterrupt("Sampling was interrupted before the first chunk finished.")
-    return collector.result(done, interrupted, empty, compile_time)
+    return collector.result(done, stop.requested, compile_time)

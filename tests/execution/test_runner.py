@@ -115,3 +115,43 @@ def test_runner_compiles_once_for_new_data_and_more_draws():
     assert first.compile_time > 0
     assert again.compile_time == 0.0
     assert again.outputs[0].shape == (2, 40, 3)
+
+
+def test_checkpoint_extension_equals_an_uninterrupted_run(tmp_path):
+    path = str(tmp_path / "run.nc")
+    runner = Runner(metropolis_program, _fns(), 30, 16, 4)
+    data, start = (np.arange(3.0),), np.zeros((4, 3))
+    plan = RunPlan(tune=30, draws=20, seed=5, chunk_size=16, keep_warmup=True)
+    first = run_chains(runner, data, start, plan, checkpoint=path, fingerprint="m")
+    assert first.outputs[0].shape == (4, 20, 3)
+    # A second call with more draws continues from the checkpoint, whatever its seed.
+    more = run_chains(runner, data, start, plan._replace(draws=50, seed=99), checkpoint=path,
+                      fingerprint="m")
+    whole = run_chains(runner, data, start, plan._replace(draws=50))
+    np.testing.assert_array_equal(more.outputs[0], whole.outputs[0])
+    np.testing.assert_array_equal(more.warmup_outputs[0], whole.warmup_outputs[0])
+    np.testing.assert_array_equal(more.stats["lp"], whole.stats["lp"])
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    from hiddenjax.execution.checkpoint import CheckpointMismatchError
+
+    path = str(tmp_path / "run.nc")
+    runner = Runner(metropolis_program, _fns(), 5, 8, 2)
+    plan = RunPlan(tune=5, draws=5, seed=1, chunk_size=8, keep_warmup=False)
+    run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan, checkpoint=path, fingerprint="a")
+    with pytest.raises(CheckpointMismatchError, match="different run"):
+        run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan, checkpoint=path,
+                   fingerprint="b")
+
+
+def test_data_per_chain_groups_equal_separate_runs():
+    datasets = [np.arange(3.0), -np.arange(3.0), np.ones(3)]
+    plan = RunPlan(tune=12, draws=20, seed=[7, 8, 9], chunk_size=8, keep_warmup=False)
+    batched = Runner(metropolis_program, _fns(), 12, 8, 6, data_per_chain=True)
+    stacked = (np.repeat(np.stack(datasets), 2, axis=0),)
+    together = run_chains(batched, stacked, np.zeros((6, 3)), plan)
+    single = Runner(metropolis_program, _fns(), 12, 8, 2)
+    for d, (data, seed) in enumerate(zip(datasets, plan.seed)):
+        alone = run_chains(single, (data,), np.zeros((2, 3)), plan._replace(seed=seed))
+        np.testing.assert_array_equal(together.outputs[0][2 * d : 2 * d + 2], alone.outputs[0])
