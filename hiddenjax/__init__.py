@@ -8,13 +8,14 @@ import pymc as _pymc
 
 __version__ = "0.1.0"
 
-_OWN = {"sample"}
+_OWN = {"sample", "sample_batched", "init_distributed"}
 
 globals().update(
     {name: getattr(_pymc, name) for name in dir(_pymc) if not name.startswith("_") and name not in _OWN}
 )
 
-from hiddenjax.api import sample  # noqa: E402
+from hiddenjax.api import sample, sample_batched  # noqa: E402
+from hiddenjax.execution.devices import init_distributed  # noqa: E402
 
 __all__ = sorted(
     {name for name in dir(_pymc) if not name.startswith("_")} | _OWN | {"__version__"}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
 from pymc.model import Model, modelcontext
 
-from hiddenjax.execution.devices import DEVICES, configure
+from hiddenjax.execution.devices import DEVICES, PRECISIONS, configure
 
 _log = logging.getLogger("hiddenjax")
 
@@ -20,29 +23,100 @@ INITS = {"auto": True, "jitter+adapt_diag": True, "adapt_diag": False}
 """Supported ``init`` strings, mapped to whether starts are jittered."""
 
 
-def _refuse_unknown(kwargs: dict) -> None:
+class Request(NamedTuple):
+    """A sampling call's validated options, in plain values."""
+
+    draws: int
+    """Kept draws per chain."""
+    tune: int
+    """Warmup steps per chain."""
+    chains: int
+    """Chains (per dataset, for batched fits)."""
+    initvals: object
+    """PyMC-style initial values."""
+    jitter: bool
+    """Whether starting points are jittered."""
+    jitter_max_retries: int
+    """Retries for a non-finite start."""
+    program_kwargs: dict
+    """Sampler settings (``target_accept``, ``max_treedepth``)."""
+    var_names: list | None
+    """Variables to keep in the posterior."""
+    progressbar: bool
+    """Whether to show progress."""
+    quiet: bool
+    """Whether to keep the log quiet."""
+    compute_convergence_checks: bool
+    """Whether to run PyMC's convergence checks."""
+    keep_warmup: bool
+    """Whether to keep warmup draws (``discard_tuned_samples=False``)."""
+    log_likelihood: bool
+    """Whether to compute the pointwise log-likelihood."""
+    chunk_size: int
+    """Steps per compiled call."""
+    device: str
+    """Device string."""
+    precision: str
+    """Precision string."""
+
+
+def _refuse_unknown(function: str, kwargs: dict) -> None:
     if kwargs:
         names = ", ".join(repr(k) for k in kwargs)
         raise TypeError(
-            f"hiddenjax.sample() does not support the argument(s) {names}. They would change "
-            "how PyMC samples, and hiddenjax never ignores an argument silently: remove "
-            "them, or use pymc.sample for that run."
+            f"hiddenjax.{function}() does not support the argument(s) {names}. They would "
+            "change how PyMC samples, and hiddenjax never ignores an argument silently: "
+            "remove them, or use pymc for that run."
         )
 
 
-def _check_arguments(draws, tune, chains, target_accept, init, device) -> None:
-    for name, value, low in (("draws", draws, 0), ("tune", tune, 0), ("chains", chains, 1)):
-        if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+def _check_count(name: str, value, low: int) -> int:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+    return int(value)
+
+
+def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_accept,
+             max_treedepth, var_names, progressbar, quiet, compute_convergence_checks,
+             discard_tuned_samples, idata_kwargs, chunk_size, device, precision) -> Request:
+    """Validate a call's arguments in plain Python, with messages naming each one."""
+    draws, tune = _check_count("draws", draws, 0), _check_count("tune", tune, 0)
+    chains = _check_count("chains", 4 if chains is None else chains, 1)
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept={target_accept!r} must lie strictly between 0 and 1.")
     if init not in INITS:
         raise ValueError(
-            f"init={init!r} is not supported by hiddenjax.sample; use one of "
-            f"{', '.join(map(repr, INITS))}."
+            f"init={init!r} is not supported by hiddenjax; use one of {', '.join(map(repr, INITS))}."
         )
     if device not in DEVICES:
         raise ValueError(f"device={device!r} is not supported; use one of {', '.join(DEVICES)}.")
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}."
+        )
+    idata_kwargs = dict(idata_kwargs or {})
+    log_likelihood = bool(idata_kwargs.pop("log_likelihood", False))
+    _refuse_unknown("sample(idata_kwargs=...)", idata_kwargs)
+    total = tune + draws
+    return Request(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        initvals=initvals,
+        jitter=INITS[init],
+        jitter_max_retries=_check_count("jitter_max_retries", jitter_max_retries, 0),
+        program_kwargs={"target_accept": float(target_accept),
+                        "max_treedepth": _check_count("max_treedepth", max_treedepth, 1)},
+        var_names=None if var_names is None else list(var_names),
+        progressbar=bool(progressbar) and not quiet,
+        quiet=bool(quiet),
+        compute_convergence_checks=bool(compute_convergence_checks),
+        keep_warmup=not discard_tuned_samples,
+        log_likelihood=log_likelihood,
+        chunk_size=_check_count("chunk_size", chunk_size, 1) if chunk_size else min(200, max(total, 1)),
+        device=device,
+        precision=precision,
+    )
 
 
 def _seeds(random_seed, chains: int) -> tuple[list[int], int]:
@@ -98,7 +172,7 @@ def sample(
     device : {"auto", "cpu", "gpu"}
         Where to run.
     precision : {"float64", "float32"}
-        Floating-point precision of the model.
+        Floating-point precision of the model's computations.
 
     Returns
     -------
@@ -106,113 +180,106 @@ def sample(
         ``posterior``, ``sample_stats`` (PyMC's NUTS names), ``observed_data``,
         ``constant_data`` and, when asked for, ``log_likelihood`` and warmup groups.
     """
-    _refuse_unknown(kwargs)
-    chains = 4 if chains is None else chains
-    _check_arguments(draws, tune, chains, target_accept, init, device)
-    model = modelcontext(model)
-    idata_kwargs = dict(idata_kwargs or {})
-    configure(precision)
-    return _sample_nuts(
-        model,
-        draws=int(draws),
-        tune=int(tune),
-        chains=int(chains),
-        random_seed=random_seed,
-        initvals=initvals,
-        jitter=INITS[init],
-        jitter_max_retries=jitter_max_retries,
-        program_kwargs={"target_accept": float(target_accept), "max_treedepth": int(max_treedepth)},
-        var_names=None if var_names is None else list(var_names),
-        progressbar=progressbar and not quiet,
-        quiet=quiet,
+    _refuse_unknown("sample", kwargs)
+    request = _request(
+        draws=draws, tune=tune, chains=chains, initvals=initvals, init=init,
+        jitter_max_retries=jitter_max_retries, target_accept=target_accept,
+        max_treedepth=max_treedepth, var_names=var_names, progressbar=progressbar, quiet=quiet,
         compute_convergence_checks=compute_convergence_checks,
-        discard_tuned_samples=discard_tuned_samples,
-        log_likelihood=bool(idata_kwargs.pop("log_likelihood", False)),
-        chunk_size=chunk_size,
-        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
-        device=device,
+        discard_tuned_samples=discard_tuned_samples, idata_kwargs=idata_kwargs,
+        chunk_size=chunk_size, device=device, precision=precision,
     )
+    model = modelcontext(model)
+    configure(precision)
+    return _sample_one(model, request, random_seed,
+                       None if checkpoint is None else os.fspath(checkpoint))
 
 
 _RUNNERS: dict = {}
 _MAX_RUNNERS = 16
 
 
-def _runner(compiled, *, tune, chunk_size, chains, program_kwargs, log_likelihood, device):
+def _runner(compiled, request: Request, chains: int, data_per_chain: bool = False):
     """The execution runner for this compiled model and run shape, built once."""
     from hiddenjax.execution.devices import resolve_devices
+    from hiddenjax.execution.precision import in_precision
     from hiddenjax.execution.runner import ChainFunctions, Runner
     from hiddenjax.samplers import build_nuts_program
 
-    devices = resolve_devices(device)
-    key = (id(compiled), tune, chunk_size, chains, tuple(sorted(program_kwargs.items())),
-           log_likelihood, tuple(devices))
+    devices = resolve_devices(request.device)
+    key = (id(compiled), request.tune, request.chunk_size, chains,
+           tuple(sorted(request.program_kwargs.items())), request.log_likelihood,
+           request.precision, tuple(devices), data_per_chain)
     if key in _RUNNERS and _RUNNERS[key][0] is compiled:
         return _RUNNERS[key][1]
     fns = ChainFunctions(
-        compiled.logdensity, compiled.constrain, compiled.loglik if log_likelihood else None
+        in_precision(compiled.logdensity, request.precision),
+        in_precision(compiled.constrain, request.precision),
+        in_precision(compiled.loglik, request.precision) if request.log_likelihood else None,
     )
-    factory = partial(build_nuts_program, num_tune=tune, **program_kwargs)
-    runner = Runner(factory, fns, tune, chunk_size, chains, devices)
+    factory = partial(build_nuts_program, num_tune=request.tune, **request.program_kwargs)
+    runner = Runner(factory, fns, request.tune, request.chunk_size, chains, devices,
+                    data_per_chain=data_per_chain)
     if len(_RUNNERS) >= _MAX_RUNNERS:
         _RUNNERS.pop(next(iter(_RUNNERS)))
     _RUNNERS[key] = (compiled, runner)
     return runner
 
 
-def _sample_nuts(model: Model, *, draws, tune, chains, random_seed, initvals, jitter,
-                 jitter_max_retries, program_kwargs, var_names, progressbar, quiet,
-                 compute_convergence_checks, discard_tuned_samples, log_likelihood,
-                 chunk_size, checkpoint, device):
-    from hiddenjax.compile.cache import compiled_model
+def _starts(model, graph, compiled, request: Request, data, jitter_seeds, fns=None):
+    """Checked starting positions, one per chain, in the run's precision."""
+    from hiddenjax.execution.devices import float_dtype
     from hiddenjax.execution.host import host_value_and_grad
-    from hiddenjax.execution.progress import SamplingProgress
-    from hiddenjax.execution.runner import RunPlan, run_chains
-    from hiddenjax.model import current_data, structure_key
+    from hiddenjax.execution.precision import in_precision
     from hiddenjax.model.initial import initial_positions
 
-    graph, compiled = compiled_model(model, var_names)
-    data = current_data(graph)
-    jitter_seeds, sampler_seed = _seeds(random_seed, chains)
-    check = host_value_and_grad(compiled.logdensity, data)
+    check = host_value_and_grad(in_precision(compiled.logdensity, request.precision), data)
     positions = initial_positions(
-        model, graph.layout, jitter_seeds, check, initvals=initvals, jitter=jitter,
-        jitter_max_retries=jitter_max_retries,
+        model, graph.layout, jitter_seeds, check, initvals=request.initvals,
+        jitter=request.jitter, jitter_max_retries=request.jitter_max_retries, fns=fns,
     )
-    plan = RunPlan(
-        tune=tune,
-        draws=draws,
-        seed=sampler_seed,
-        chunk_size=int(chunk_size or min(200, max(tune + draws, 1))),
-        keep_warmup=not discard_tuned_samples,
-    )
-    runner = _runner(compiled, tune=tune, chunk_size=plan.chunk_size, chains=chains,
-                     program_kwargs=program_kwargs, log_likelihood=log_likelihood,
-                     device=device)
-    if not quiet:
-        _log.info(f"Sampling {chains} chains with hiddenjax NUTS (JAX, {os.cpu_count()} cores)")
+    return positions.astype(float_dtype(request.precision))
+
+
+def _plan(request: Request, seed):
+    from hiddenjax.execution.runner import RunPlan
+
+    return RunPlan(tune=request.tune, draws=request.draws, seed=seed,
+                   chunk_size=request.chunk_size, keep_warmup=request.keep_warmup)
+
+
+def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | None):
+    from hiddenjax.compile.cache import compiled_model
+    from hiddenjax.execution.progress import SamplingProgress
+    from hiddenjax.execution.runner import run_chains
+    from hiddenjax.model import current_data, data_context, structure_key
+
+    graph, compiled = compiled_model(model, request.var_names)
+    data = current_data(graph)
+    jitter_seeds, sampler_seed = _seeds(random_seed, request.chains)
+    positions = _starts(model, graph, compiled, request, data, jitter_seeds)
+    runner = _runner(compiled, request, request.chains)
+    plan = _plan(request, sampler_seed)
+    fingerprint = repr((structure_key(model, request.var_names), request.tune, request.chains,
+                        sorted(request.program_kwargs.items()), request.log_likelihood,
+                        request.precision))
+    if not request.quiet:
+        _log.info(f"Sampling {request.chains} chains with hiddenjax NUTS on {runner.mesh.devices.size} device(s)")
     start = time.perf_counter()
-    with SamplingProgress(tune + draws, tune, enabled=progressbar) as bar:
-        result = run_chains(
-            runner, data, positions, plan, progress=bar.update, checkpoint=checkpoint,
-            fingerprint=repr((structure_key(model, var_names), tune, chains,
-                              sorted(program_kwargs.items()), log_likelihood)),
-        )
+    with SamplingProgress(plan.tune + plan.draws, plan.tune, enabled=request.progressbar) as bar:
+        result = run_chains(runner, data, positions, plan, progress=bar.update,
+                            checkpoint=checkpoint, fingerprint=fingerprint)
     elapsed = time.perf_counter() - start
-    return _finish(model, compiled, result, plan, elapsed, chains=chains, quiet=quiet,
-                   compute_convergence_checks=compute_convergence_checks)
+    idata = _inference_data(compiled, result, plan, elapsed, data_context(model))
+    _report(idata, model, result, plan, request, elapsed, label="")
+    return idata
 
 
-def _finish(model, compiled, result, plan, elapsed, *, chains, quiet,
-            compute_convergence_checks):
-    from pymc.stats.convergence import log_warnings, run_convergence_checks
-
-    from hiddenjax.model import data_context
+def _inference_data(compiled, result, plan, elapsed, context):
     from hiddenjax.results import build_inference_data
 
     names = compiled.output_names
-    context = data_context(model)
-    idata = build_inference_data(
+    return build_inference_data(
         dict(zip(names, result.outputs)),
         result.stats,
         coords=context.coords,
@@ -232,10 +299,14 @@ def _finish(model, compiled, result, plan, elapsed, *, chains, quiet,
             dict(zip(compiled.loglik_names, result.loglik)) if result.loglik else None
         ),
     )
+
+
+def _report(idata, model, result, plan, request: Request, elapsed: float, label: str) -> None:
+    """Interrupt warning, PyMC's closing log line and convergence checks."""
+    from pymc.stats.convergence import log_warnings, run_convergence_checks
+
     kept = max(result.steps_done - plan.tune, 0)
     if result.interrupted:
-        import warnings
-
         idata.posterior.attrs["interrupted"] = 1
         warnings.warn(
             f"Sampling was interrupted after {result.steps_done} of {plan.tune + plan.draws} "
@@ -244,11 +315,77 @@ def _finish(model, compiled, result, plan, elapsed, *, chains, quiet,
             RuntimeWarning,
             stacklevel=4,
         )
-    if not quiet:
+    chains = request.chains
+    if not request.quiet:
         _log.info(
-            f"Sampling {chains} chains for {plan.tune:_} tune and {kept:_} draw iterations "
+            f"{label}Sampling {chains} chains for {plan.tune:_} tune and {kept:_} draw iterations "
             f"({chains * plan.tune:_} + {chains * kept:_} draws total) took {elapsed:.0f} seconds."
         )
-    if compute_convergence_checks and kept > 0:
-        log_warnings(run_convergence_checks(idata, model))
-    return idata
+    if request.compute_convergence_checks and kept > 0:
+        found = run_convergence_checks(idata, model)
+        log_warnings([dataclasses.replace(w, message=label + w.message) for w in found])
+
+
+def sample_batched(
+    datasets,
+    *,
+    model: Model | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int | None = None,
+    random_seed=None,
+    initvals=None,
+    init: str = "auto",
+    jitter_max_retries: int = 10,
+    target_accept: float = 0.8,
+    max_treedepth: int = 10,
+    var_names: Sequence[str] | None = None,
+    progressbar: bool = True,
+    quiet: bool = False,
+    compute_convergence_checks: bool = True,
+    discard_tuned_samples: bool = True,
+    idata_kwargs: dict | None = None,
+    chunk_size: int | None = None,
+    device: str = "auto",
+    precision: str = "float64",
+    **kwargs,
+):
+    """Fit the same model to many datasets in one compiled program.
+
+    Parameters
+    ----------
+    datasets : list of dict, dict of dict, or dict of stacked arrays
+        Values for the model's ``pm.Data`` containers and observed variables,
+        one dict per dataset (every such variable must be given). A dict of
+        dicts names the datasets; a dict of arrays with a leading dataset axis
+        is read as a list.
+    random_seed : int, optional
+        Seeds one seed per dataset (stored in each result's
+        ``posterior.attrs["random_seed"]``): dataset ``i`` gets the draws
+        ``hj.sample(random_seed=that seed)`` gives on that dataset alone.
+
+    Other arguments mean what they mean in :func:`sample`. Datasets whose
+    arrays differ in shape are grouped by shape; each group is compiled once.
+
+    Returns
+    -------
+    list or dict of arviz.InferenceData
+        One per dataset, in the order (or under the names) given.
+    """
+    from hiddenjax.batched import run_batched, split_datasets
+
+    _refuse_unknown("sample_batched", kwargs)
+    request = _request(
+        draws=draws, tune=tune, chains=chains, initvals=initvals, init=init,
+        jitter_max_retries=jitter_max_retries, target_accept=target_accept,
+        max_treedepth=max_treedepth, var_names=var_names, progressbar=progressbar, quiet=quiet,
+        compute_convergence_checks=compute_convergence_checks,
+        discard_tuned_samples=discard_tuned_samples, idata_kwargs=idata_kwargs,
+        chunk_size=chunk_size, device=device, precision=precision,
+    )
+    model = modelcontext(model)
+    names, dicts = split_datasets(datasets)
+    configure(precision)
+    seeds = [int(s) for s in np.random.default_rng(random_seed).integers(2**31, size=len(dicts))]
+    results = run_batched(model, dicts, seeds, request, names)
+    return dict(zip(names, results)) if names is not None else results

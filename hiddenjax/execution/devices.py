@@ -112,3 +112,26 @@ def resolve_devices(device: str = "auto") -> list:
             "machine. Use device='cpu' (or 'auto'), or install a GPU-enabled jaxlib "
             "(for NVIDIA GPUs: pip install 'jax[cuda12]')."
         ) from None
+
+
+def init_distributed(coordinator: str, num_processes: int, process_id: int,
+                     local_devices: int | None = None) -> None:
+    """Join a multi-process run: chains are then sharded over every process's devices.
+
+    Call it first thing in each process (before any sampling), with the same
+    ``coordinator`` address ("host:port" of process 0) and ``num_processes``,
+    and this process's ``process_id``. On CPU the processes talk through
+    JAX's gloo collectives.
+    """
+    if not isinstance(coordinator, str) or ":" not in coordinator:
+        raise ValueError(f"coordinator={coordinator!r} must be a 'host:port' string.")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"process_id={process_id} must lie in [0, num_processes={num_processes})."
+        )
+    request_host_devices(local_devices)
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    configure()

@@ -74,6 +74,9 @@ class ChainFunctions(NamedTuple):
 def chain_mesh(chains: int, devices: list | None = None) -> jax.sharding.Mesh:
     """A one-axis mesh over as many of ``devices`` as evenly divide the chains."""
     devices = devices or jax.devices()
+    if jax.process_count() > 1:
+        # Across processes every device takes part, so each process runs its share.
+        return jax.make_mesh((len(devices),), ("chain",), devices=devices)
     count = max(d for d in range(1, min(len(devices), chains) + 1) if chains % d == 0)
     return jax.make_mesh((count,), ("chain",), devices=devices[:count])
 
@@ -147,6 +150,7 @@ class Runner:
         self.data_per_chain = data_per_chain
         self.mesh = chain_mesh(chains, devices)
         self.sharding = jax.sharding.NamedSharding(self.mesh, P("chain"))
+        self.replicated = jax.sharding.NamedSharding(self.mesh, P())
 
         data_axis = 0 if data_per_chain else None
 
@@ -164,11 +168,12 @@ class Runner:
     def put_data(self, data: tuple) -> tuple:
         """Data on the devices: whole on each, or split by chain when each chain has its own."""
         data = tuple(jnp.asarray(d) for d in data)
-        return jax.device_put(data, self.sharding) if self.data_per_chain else data
+        sharding = self.sharding if self.data_per_chain else self.replicated
+        return tuple(to_devices(d, sharding) for d in data)
 
     def init(self, positions, data):
         """Chain states at ``positions``, laid out over the mesh."""
-        return self._init(jax.device_put(jnp.asarray(positions), self.sharding), data)
+        return self._init(to_devices(positions, self.sharding), data)
 
     def keys(self, seed: int | list[int]):
         """Per-chain keys, laid out over the mesh.
@@ -179,7 +184,7 @@ class Runner:
         seeds = seed if isinstance(seed, list) else [seed]
         per_seed = self.chains // len(seeds)
         keys = jnp.concatenate([chain_keys(s, per_seed) for s in seeds])
-        return jax.device_put(keys, self.sharding)
+        return to_devices(np.asarray(keys), self.sharding)
 
     def chunk(self, states, keys, data) -> tuple[Callable, float]:
         """The compiled chunk function for these shapes, and seconds spent compiling it now."""
@@ -191,6 +196,25 @@ class Runner:
         compiled = self._chunk.lower(states, jnp.int32(0), jnp.int32(1), keys, data).compile()
         self._compiled[signature] = compiled
         return compiled, time.perf_counter() - started
+
+
+def to_devices(x, sharding) -> jax.Array:
+    """A host array laid out over ``sharding``, also across processes.
+
+    Every process holds the whole host array; each places only the parts its
+    own devices hold, so the same code serves one process and many.
+    """
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def to_host(tree):
+    """Device arrays to numpy, gathering shards other processes hold."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def chain_keys(seed: int, chains: int):
@@ -243,7 +267,8 @@ class _Collector:
 def _resume(runner: Runner, states, chunk, collector: _Collector, saved: Checkpoint):
     """Sampler states and finished steps restored from a checkpoint."""
     treedef = jax.tree.structure(states)
-    states = jax.device_put(jax.tree.unflatten(treedef, saved.states), runner.sharding)
+    states = jax.tree.map(lambda x: to_devices(x, runner.sharding),
+                          jax.tree.unflatten(treedef, saved.states))
     collector.add(0, saved.done, jax.tree.unflatten(chunk.out_tree.children()[1], saved.steps))
     return states
 
@@ -252,7 +277,7 @@ def _save(path: str, states, collector: _Collector, done: int, seed: int, finger
     steps = collector.steps(0, done)
     save(path, Checkpoint(
         steps=[np.asarray(x) for x in jax.tree.leaves(steps)],
-        states=[np.asarray(x) for x in jax.tree.leaves(jax.device_get(states))],
+        states=[np.asarray(x) for x in jax.tree.leaves(to_host(states))],
         done=done,
         seed=seed,
         fingerprint=fingerprint,
@@ -291,10 +316,10 @@ def run_chains(
         try:
             while done < total and not stop.requested:
                 states, out = chunk(states, jnp.int32(done), jnp.int32(total), keys, data)
-                host = jax.device_get(out)
+                host = to_host(out)
                 start, done = done, min(done + plan.chunk_size, total)
                 collector.add(start, done, host)
-                if checkpoint:
+                if checkpoint and jax.process_index() == 0:
                     _save(checkpoint, states, collector, done, plan.seed, fingerprint)
                 if progress is not None:
                     progress(start, done, host[2]._asdict())

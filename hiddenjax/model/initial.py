@@ -16,6 +16,16 @@ from hiddenjax.model.graph import FlatLayout
 CheckFn = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
+def initial_point_fns(model: Model, chains: int, *, initvals=None, jitter: bool = True):
+    """PyMC's seeded initial-point function of each chain (compiled once, reusable)."""
+    return make_initial_point_fns_per_chain(
+        model=model,
+        overrides=initvals,
+        jitter_rvs=set(model.free_RVs) if jitter else set(),
+        chains=chains,
+    )
+
+
 def initial_positions(
     model: Model,
     layout: FlatLayout,
@@ -25,6 +35,7 @@ def initial_positions(
     initvals=None,
     jitter: bool = True,
     jitter_max_retries: int = 10,
+    fns=None,
 ) -> np.ndarray:
     """One flat starting position per seed, finite in log-density and gradient.
 
@@ -32,13 +43,10 @@ def initial_positions(
     ``initvals``) with U(-1, 1) jitter on the unconstrained values; a start with
     a non-finite log-density is drawn again with a new seed up to
     ``jitter_max_retries`` times, then reported with PyMC's ``SamplingError``.
+    ``fns`` reuses functions from :func:`initial_point_fns`.
     """
-    fns = make_initial_point_fns_per_chain(
-        model=model,
-        overrides=initvals,
-        jitter_rvs=set(model.free_RVs) if jitter else set(),
-        chains=len(seeds),
-    )
+    if fns is None:
+        fns = initial_point_fns(model, len(seeds), initvals=initvals, jitter=jitter)
     starts = []
     for fn, seed in zip(fns, seeds):
         rng = np.random.default_rng(seed)

@@ -1,0 +1,81 @@
+import numpy as np
+import pymc as pm
+import pytest
+
+import hiddenjax as hj
+from hiddenjax.batched import DatasetError
+from hiddenjax.compile.cache import CacheStats
+
+FAST = dict(draws=80, tune=80, chains=2, progressbar=False, compute_convergence_checks=False)
+
+
+def _regression(n=30):
+    rng = np.random.default_rng(0)
+    with pm.Model() as model:
+        x = pm.Data("x", rng.normal(size=n))
+        y = pm.Data("y_obs", rng.normal(size=n))
+        a = pm.Normal("a", 0, 2)
+        b = pm.Normal("b", 0, 2)
+        s = pm.HalfNormal("s", 1)
+        pm.Normal("y", a + b * x, s, observed=y, shape=x.shape)
+    return model
+
+
+def _datasets(count, n=30, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        x = rng.normal(size=n)
+        out.append({"x": x, "y_obs": 0.5 * i + 2.0 * x + rng.normal(0, 0.5, size=n)})
+    return out
+
+
+def test_each_dataset_equals_a_separate_fit_with_its_seed():
+    model = _regression()
+    datasets = _datasets(3)
+    fits = hj.sample_batched(datasets, model=model, random_seed=5, **FAST)
+    assert len(fits) == 3
+    for dataset, fit in zip(datasets, fits):
+        with model:
+            pm.set_data(dataset)
+        alone = hj.sample(model=model, random_seed=fit.posterior.attrs["random_seed"], **FAST)
+        np.testing.assert_allclose(fit.posterior["b"], alone.posterior["b"], rtol=1e-10)
+        np.testing.assert_array_equal(fit.observed_data["y"], dataset["y_obs"])
+        assert set(fit.sample_stats.data_vars) == set(alone.sample_stats.data_vars)
+
+
+def test_named_datasets_and_different_lengths_are_grouped():
+    model = _regression()
+    short, long_ = _datasets(1, n=20)[0], _datasets(1, n=45, seed=2)[0]
+    fits = hj.sample_batched({"short": short, "long": long_}, model=model, random_seed=1, **FAST)
+    assert list(fits) == ["short", "long"]
+    assert fits["long"].observed_data["y"].shape == (45,)
+    assert fits["long"].posterior.attrs["dataset"] == "long"
+
+
+def test_missing_variable_names_dataset_and_variable():
+    bad = _datasets(2)
+    del bad[1]["y_obs"]
+    with pytest.raises(DatasetError, match=r"Dataset 1 has no value for 'y_obs'"):
+        hj.sample_batched(bad, model=_regression(), **FAST)
+
+
+def test_wrong_dimensions_names_dataset_and_variable():
+    bad = _datasets(2)
+    bad[0]["x"] = bad[0]["x"][:, None]
+    with pytest.raises(DatasetError, match=r"Dataset 0: 'x' has 2 dimension"):
+        hj.sample_batched(bad, model=_regression(), **FAST)
+
+
+def test_ten_set_data_rounds_of_the_same_shape_compile_once():
+    model = _regression()
+    built_before = CacheStats.built
+    compile_times = []
+    for dataset in _datasets(10):
+        with model:
+            pm.set_data(dataset)
+        idata = hj.sample(model=model, random_seed=1, **FAST)
+        compile_times.append(idata.posterior.attrs["compile_time"])
+    assert CacheStats.built - built_before == 1
+    assert compile_times[0] > 0
+    assert all(t == 0 for t in compile_times[1:])
