@@ -21,10 +21,13 @@ class HiddenJaxLinker(JAXLinker):
     through ``jax_funcify.register``; PyTensor's own are never replaced.
     """
 
-    def fgraph_convert(self, fgraph, input_storage, storage_map, **kwargs):
-        from hiddenjax.compile import dispatch  # noqa: F401  (registers lowerings)
+    def accept(self, fgraph, no_recycling=None, profile=None):
+        from hiddenjax.compile.preflight import make_lowerable
 
-        return super().fgraph_convert(fgraph, input_storage, storage_map, **kwargs)
+        # Before the linker plans storage and node order: the pre-flight may replace nodes
+        # (stand-ins, host callbacks) or raise naming every Op JAX cannot lower.
+        make_lowerable(fgraph, stacklevel=5)
+        return super().accept(fgraph, no_recycling=no_recycling, profile=profile)
 
 
 def rewrite_query() -> RewriteDatabaseQuery:

@@ -1,0 +1,60 @@
+"""Inference algorithms as pure JAX functions over one flat float position.
+
+Samplers see ``logdensity_fn(position) -> scalar`` and nothing of the model:
+no PyMC, no PyTensor, no variable names.
+"""
+
+from hiddenjax.samplers.integrators import (
+    IntegratorState,
+    hamiltonian,
+    new_integrator_state,
+    velocity_verlet,
+)
+from hiddenjax.samplers.mass_matrix import (
+    MassMatrixAdaptation,
+    WelfordState,
+    regularize_variance,
+    welford_variance,
+)
+from hiddenjax.samplers.metrics import is_turning, kinetic_energy, sample_momentum, velocity
+from hiddenjax.samplers.nuts import NUTSInfo, NUTSState, build_kernel
+from hiddenjax.samplers.nuts import init as nuts_init
+from hiddenjax.samplers.program import ChainState, NUTSProgram, StepInfo, build_nuts_program
+from hiddenjax.samplers.step_size import (
+    DualAveraging,
+    DualAveragingState,
+    dual_averaging,
+    initial_step_size,
+)
+from hiddenjax.samplers.warmup import WarmupSchedule, build_schedule, in_window, is_window_end
+
+__all__ = [
+    "ChainState",
+    "DualAveraging",
+    "DualAveragingState",
+    "IntegratorState",
+    "MassMatrixAdaptation",
+    "NUTSInfo",
+    "NUTSProgram",
+    "NUTSState",
+    "StepInfo",
+    "WarmupSchedule",
+    "WelfordState",
+    "build_kernel",
+    "build_nuts_program",
+    "build_schedule",
+    "dual_averaging",
+    "hamiltonian",
+    "in_window",
+    "initial_step_size",
+    "is_turning",
+    "is_window_end",
+    "kinetic_energy",
+    "new_integrator_state",
+    "nuts_init",
+    "regularize_variance",
+    "sample_momentum",
+    "velocity",
+    "velocity_verlet",
+    "welford_variance",
+]

@@ -49,7 +49,7 @@ class HostCallback(Op):
 
 
 def can_run_on_host(node: Apply) -> bool:
-    """Whether ``node`` can go through a host callback: tensors in and out (random variables aside)."""
+    """Whether ``node`` can run through a host callback: tensors in and out, static RV shapes."""
     if isinstance(node.op, RandomVariable):
         rv = node.outputs[1]
         return None not in rv.type.shape and all(

@@ -33,9 +33,10 @@ def funcify_EighGrad(op, node, **kwargs):
 @jax_funcify.register(PosDefMatrix)
 def funcify_PosDefMatrix(op, **kwargs):
     def matrix_is_positive_definite(x):
-        # NumPy's cholesky reads the lower triangle only and fails on a non-positive-definite
-        # matrix; JAX's returns NaNs instead, and must not symmetrise its input.
-        chol = jax.lax.linalg.cholesky(x, symmetrize_input=False)
+        # PyMC tries scipy.linalg.cholesky, which reads the upper triangle only; JAX's
+        # reads the lower one (so factor x^T), returns NaNs on failure, and must not
+        # symmetrise its input.
+        chol = jax.lax.linalg.cholesky(x.T, symmetrize_input=False)
         return jnp.all(jnp.isfinite(chol))
 
     return matrix_is_positive_definite

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from pymc.distributions.dist_math import SplineWrapper
@@ -31,26 +32,43 @@ def _bspline(t, c, k):
     return evaluate
 
 
-@jax_funcify.register(SplineWrapper)
-def funcify_SplineWrapper(op, node=None, **kwargs):
-    t, c, k = op.spline._eval_args
-    ext = getattr(op.spline, "ext", _EXTRAPOLATE)
+def _spline_function(scipy_spline):
+    """A JAX function equal to ``scipy_spline(x)``, differentiated like ``SplineWrapper``.
+
+    Its derivative is the derivative spline (``scipy_spline.derivative()``, same
+    extrapolation mode), exactly what PyTensor's gradient of ``SplineWrapper`` uses.
+    """
+    t, c, k = scipy_spline._eval_args
+    ext = getattr(scipy_spline, "ext", _EXTRAPOLATE)
     lo, hi = float(t[k]), float(t[len(t) - k - 1])
     evaluate = _bspline(np.asarray(t, float), np.asarray(c, float), int(k))
 
+    @jax.custom_jvp
     def spline(x):
         x = jnp.asarray(x)
-        y = evaluate(x)
         outside = (x < lo) | (x > hi)
+        if ext == _CONST:
+            x = jnp.where(x < lo, lo, jnp.where(x > hi, hi, x))
+        y = evaluate(x)
         if ext == _ZEROS:
             y = jnp.where(outside, 0.0, y)
-        elif ext == _CONST:
-            y = evaluate(jnp.clip(x, lo, hi))
         elif ext == _RAISE:
             y = jnp.where(outside, jnp.nan, y)  # scipy raises; NaN keeps the point invalid
-        return y.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else y
+        return y.astype(x.dtype)
+
+    @spline.defjvp
+    def spline_jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        if k == 0:
+            raise NotImplementedError("A spline of order 0 is not differentiable.")
+        return spline(x), _spline_function(scipy_spline.derivative())(x) * dx
 
     return spline
+
+
+@jax_funcify.register(SplineWrapper)
+def funcify_SplineWrapper(op, node=None, **kwargs):
+    return _spline_function(op.spline)
 
 
 @jax_funcify.register(MinibatchRandomVariable)

@@ -1,0 +1,187 @@
+"""JAX samplers for random variables PyTensor's JAX backend cannot draw.
+
+Registered on ``jax_sample_fn`` for RV types that have no sampler of their own.
+``BinomialRV``, whose PyTensor sampler needs NumPyro, gets a stand-in subclass
+instead (see :mod:`.substitutes`). Each ``sample_fn(key, size, dtype, *params)``
+returns draws of shape ``size`` (batch shape) plus the RV's core shape.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytensor.tensor.random.basic as ptr
+from pymc.distributions.continuous import (
+    MoyalRV,
+    RiceRV,
+    SkewNormalRV,
+    SkewStudentTRV,
+    TruncatedNormalRV,
+    WaldRV,
+)
+from pymc.distributions.discrete import DiscreteUniformRV
+from pymc.distributions.multivariate import MatrixNormalRV, StickBreakingWeightsRV, WishartRV
+from pytensor.link.jax.dispatch.random import jax_sample_fn
+
+from hiddenjax.compile.dispatch.substitutes import substitute_for
+
+
+def _batch_shape(size, *params, core_ndims=None):
+    """``size`` if given, else the broadcast batch shape of the parameters."""
+    if size is not None:
+        return tuple(size)
+    core_ndims = core_ndims or (0,) * len(params)
+    shapes = [jnp.shape(p)[: jnp.ndim(p) - c] for p, c in zip(params, core_ndims, strict=True)]
+    return jnp.broadcast_shapes(*shapes)
+
+
+@jax_sample_fn.register(MoyalRV)
+def funcify_MoyalRV(op, node):
+    def moyal(key, size, dtype, mu, sigma):
+        z = jax.random.normal(key, _batch_shape(size, mu, sigma), dtype)
+        # exp(-X) is chi-squared with one degree of freedom.
+        return mu - sigma * jnp.log(z * z)
+
+    return moyal
+
+
+@jax_sample_fn.register(WaldRV)
+def funcify_WaldRV(op, node):
+    def wald(key, size, dtype, mu, lam, alpha):
+        """Michael, Schucany and Haas (1976)."""
+        shape = _batch_shape(size, mu, lam, alpha)
+        key_n, key_u = jax.random.split(key)
+        y = jax.random.normal(key_n, shape, dtype) ** 2
+        root = jnp.sqrt(4 * mu * lam * y + (mu * y) ** 2)
+        x = mu + mu * mu * y / (2 * lam) - mu / (2 * lam) * root
+        u = jax.random.uniform(key_u, shape, dtype)
+        return jnp.where(u <= mu / (mu + x), x, mu * mu / x) + alpha
+
+    return wald
+
+
+@jax_sample_fn.register(RiceRV)
+def funcify_RiceRV(op, node):
+    def rice(key, size, dtype, b, sigma):
+        z = jax.random.normal(key, (2, *_batch_shape(size, b, sigma)), dtype)
+        return sigma * jnp.hypot(b + z[0], z[1])
+
+    return rice
+
+
+@jax_sample_fn.register(SkewNormalRV)
+def funcify_SkewNormalRV(op, node):
+    def skew_normal(key, size, dtype, mu, sigma, alpha):
+        u0, v = jax.random.normal(key, (2, *_batch_shape(size, mu, sigma, alpha)), dtype)
+        delta = alpha / jnp.sqrt(1 + alpha * alpha)
+        u1 = delta * u0 + jnp.sqrt(1 - delta * delta) * v
+        return mu + sigma * jnp.where(u0 >= 0, u1, -u1)
+
+    return skew_normal
+
+
+@jax_sample_fn.register(SkewStudentTRV)
+def funcify_SkewStudentTRV(op, node):
+    def skew_student_t(key, size, dtype, a, b, mu, sigma):
+        """Jones and Faddy (2003): a transformed Beta(a, b) draw."""
+        shape = _batch_shape(size, a, b, mu, sigma)
+        beta = jax.random.beta(key, a, b, shape, dtype)
+        t = jnp.sqrt(a + b) * (2 * beta - 1) / (2 * jnp.sqrt(beta * (1 - beta)))
+        return mu + sigma * t
+
+    return skew_student_t
+
+
+@jax_sample_fn.register(ptr.TriangularRV)
+def funcify_TriangularRV(op, node):
+    def triangular(key, size, dtype, left, mode, right):
+        u = jax.random.uniform(key, _batch_shape(size, left, mode, right), dtype)
+        width = right - left
+        cut = (mode - left) / width
+        below = left + jnp.sqrt(u * width * (mode - left))
+        above = right - jnp.sqrt((1 - u) * width * (right - mode))
+        return jnp.where(u < cut, below, above)
+
+    return triangular
+
+
+@jax_sample_fn.register(DiscreteUniformRV)
+def funcify_DiscreteUniformRV(op, node):
+    def discrete_uniform(key, size, dtype, lower, upper):
+        shape = _batch_shape(size, lower, upper)
+        return jax.random.randint(key, shape, lower, upper + 1, dtype)
+
+    return discrete_uniform
+
+
+@jax_sample_fn.register(TruncatedNormalRV)
+def funcify_TruncatedNormalRV(op, node):
+    def truncated_normal(key, size, dtype, mu, sigma, lower, upper):
+        shape = _batch_shape(size, mu, sigma, lower, upper)
+        z = jax.random.truncated_normal(key, (lower - mu) / sigma, (upper - mu) / sigma, shape,
+                                        dtype)
+        return mu + sigma * z
+
+    return truncated_normal
+
+
+@jax_sample_fn.register(MatrixNormalRV)
+def funcify_MatrixNormalRV(op, node):
+    def matrix_normal(key, size, dtype, mu, rowchol, colchol):
+        batch = _batch_shape(size, mu, rowchol, colchol, core_ndims=(2, 2, 2))
+        z = jax.random.normal(key, (*batch, rowchol.shape[-2], colchol.shape[-2]), dtype)
+        return mu + rowchol @ z @ jnp.swapaxes(colchol, -1, -2)
+
+    return matrix_normal
+
+
+@jax_sample_fn.register(StickBreakingWeightsRV)
+def funcify_StickBreakingWeightsRV(op, node):
+    k = node.outputs[1].type.shape[-1]
+    if k is None:
+        raise NotImplementedError(
+            "StickBreakingWeights needs a fixed K to be drawn in JAX; pass K as a constant."
+        )
+
+    def stick_breaking_weights(key, size, dtype, alpha, _k):
+        batch = _batch_shape(size, alpha)
+        betas = jax.random.beta(key, 1.0, alpha[..., None], (*batch, k - 1), dtype)
+        sticks = jnp.concatenate(
+            [jnp.ones((*batch, 1), dtype), jnp.cumprod(1 - betas[..., :-1], axis=-1)], axis=-1
+        )
+        weights = sticks * betas
+        return jnp.concatenate([weights, 1 - weights.sum(-1, keepdims=True)], axis=-1)
+
+    return stick_breaking_weights
+
+
+@jax_sample_fn.register(WishartRV)
+def funcify_WishartRV(op, node):
+    def wishart(key, size, dtype, nu, v):
+        """Bartlett decomposition: W = L A A^T L^T with L = chol(V)."""
+        batch = _batch_shape(size, nu, v, core_ndims=(0, 2))
+        p = v.shape[-1]
+        key_c, key_n = jax.random.split(key)
+        dofs = jnp.asarray(nu, dtype)[..., None] - jnp.arange(p, dtype=dtype)
+        chi2 = 2 * jax.random.gamma(key_c, jnp.broadcast_to(dofs / 2, (*batch, p)), dtype=dtype)
+        normal = jax.random.normal(key_n, (*batch, p, p), dtype)
+        a = jnp.tril(normal, -1) + jnp.sqrt(chi2)[..., None] * jnp.eye(p, dtype=dtype)
+        la = jnp.linalg.cholesky(v) @ a
+        return la @ jnp.swapaxes(la, -1, -2)
+
+    return wishart
+
+
+@substitute_for(ptr.BinomialRV)
+class JaxBinomialRV(ptr.BinomialRV):
+    """``BinomialRV`` drawn by hiddenjax with ``jax.random.binomial``."""
+
+
+@jax_sample_fn.register(JaxBinomialRV)
+def funcify_BinomialRV(op, node):
+    def binomial(key, size, dtype, n, p):
+        shape = _batch_shape(size, n, p)
+        draws = jax.random.binomial(key, jnp.asarray(n, jnp.result_type(p, float)), p, shape)
+        return draws.astype(dtype)
+
+    return binomial

@@ -1,0 +1,266 @@
+"""A per-draw function run over many draws: vectorised, chunked, spread over devices.
+
+``fn(key, values, data) -> (outputs, checks)`` is evaluated for every draw with
+``vmap`` inside one jitted chunk function. Draw ``i`` uses the key
+``fold_in(seed_key, i)``, so results do not depend on the chunk size or the
+number of devices. Each chunk's outputs are copied to host memory before the
+next starts, so device memory is bounded by the chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+_CHUNK_BYTES = 64 * 2**20
+"""Upper bound on the outputs of one chunk kept on a device."""
+
+
+class CheckFailed(ValueError):
+    """A model check (``Assert``) failed for some draw while drawing forward."""
+
+
+class DrawsResult(NamedTuple):
+    """Outputs of a per-draw function over all draws, on the host."""
+
+    outputs: tuple[np.ndarray, ...]
+    """Per output: ``(draws, *shape)``."""
+    checks: tuple[np.ndarray, ...]
+    """Per check: ``(draws,)`` booleans, true where the check passed."""
+
+
+_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _chunk_fn(fn: Callable, mesh) -> Callable:
+    """``chunk(base_key, indices, values, data)``, jitted once per function and mesh."""
+    per_fn = _JITTED.setdefault(fn, {})
+    if mesh not in per_fn:
+
+        def chunk(base_key, indices, values, data):
+            def one(index, draw_values):
+                return fn(jax.random.fold_in(base_key, index), draw_values, data)
+
+            return jax.vmap(one)(indices, values)
+
+        draws = NamedSharding(mesh, P("draw"))
+        replicated = NamedSharding(mesh, P())
+        per_fn[mesh] = jax.jit(
+            chunk,
+            in_shardings=(replicated, draws, draws, replicated),
+            out_shardings=draws,
+        )
+    return per_fn[mesh]
+
+
+def _draw_mesh(devices: Sequence | None) -> jax.sharding.Mesh:
+    devices = list(devices or jax.devices())
+    return jax.make_mesh((len(devices),), ("draw",), devices=devices)
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` cut or padded (repeating its first row) to ``size`` rows."""
+    if len(array) >= size:
+        return array[:size]
+    filler = np.repeat(array[:1], size - len(array), axis=0)
+    return np.concatenate([array, filler]) if len(array) else np.zeros((size, *array.shape[1:]), array.dtype)
+
+
+def chunk_size_for(fn: Callable, values: Sequence[np.ndarray], data: tuple, n_draws: int,
+                   n_devices: int) -> int:
+    """Draws per chunk: all of them when their outputs fit ``_CHUNK_BYTES``, a multiple of the devices."""
+    one = tuple(jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for v in values)
+    shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((2,), jnp.uint32), one, data)
+    per_draw = sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in jax.tree.leaves(shapes))
+    size = max(1, min(n_draws, _CHUNK_BYTES // max(per_draw, 1)))
+    return -(-size // n_devices) * n_devices
+
+
+def map_over_draws(
+    fn: Callable,
+    values: Sequence[np.ndarray],
+    data: tuple,
+    *,
+    n_draws: int,
+    seed_key=None,
+    chunk_size: int | None = None,
+    devices: Sequence | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> DrawsResult:
+    """Evaluate ``fn(key, values[i], data)`` for every draw ``i``.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(key, values, data) -> (outputs, checks)``, tuples of arrays.
+    values : sequence of arrays
+        Per-draw inputs, each with a leading axis of length ``n_draws``.
+    data : tuple
+        Inputs shared by all draws.
+    n_draws : int
+        Number of draws.
+    seed_key : array, optional
+        Base random key; draw ``i`` gets ``fold_in(seed_key, i)``.
+    chunk_size : int, optional
+        Draws per compiled call (default: as many as fit in 64 MiB of outputs).
+    devices : sequence of jax devices, optional
+        Devices the draws of a chunk are spread over (default: all).
+    progress : callable, optional
+        Called with the number of draws finished after each chunk.
+    """
+    mesh = _draw_mesh(devices)
+    n_dev = mesh.devices.size
+    data = jax.tree.map(jnp.asarray, tuple(data))
+    if seed_key is None:
+        seed_key = jax.random.PRNGKey(0)
+    if chunk_size is None:
+        chunk_size = chunk_size_for(fn, values, data, n_draws, n_dev)
+    chunk_size = -(-int(chunk_size) // n_dev) * n_dev
+    chunk = _chunk_fn(fn, mesh)
+    pieces: list = []
+    for start in range(0, n_draws, chunk_size):
+        stop = min(start + chunk_size, n_draws)
+        indices = np.arange(start, start + chunk_size, dtype=np.uint32)
+        batch = tuple(_pad(np.asarray(v[start:stop]), chunk_size) for v in values)
+        outputs, checks = chunk(seed_key, indices, batch, data)
+        pieces.append(jax.tree.map(lambda a, n=stop - start: np.asarray(a)[:n], (outputs, checks)))
+        if progress is not None:
+            progress(stop)
+    if not pieces:
+        return _empty(fn, values, data)
+    outputs, checks = jax.tree.map(lambda *parts: np.concatenate(parts), *pieces)
+    return DrawsResult(tuple(outputs), tuple(checks))
+
+
+def _empty(fn, values, data) -> DrawsResult:
+    one = tuple(jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for v in values)
+    outputs, checks = jax.eval_shape(fn, jax.ShapeDtypeStruct((2,), jnp.uint32), one, data)
+    empty = functools.partial(lambda s: np.zeros((0, *s.shape), s.dtype))
+    return DrawsResult(tuple(map(empty, outputs)), tuple(map(empty, checks)))
+
+
+def raise_failed_checks(checks: Sequence[np.ndarray], messages: Sequence[str], what: str) -> None:
+    """Raise :class:`CheckFailed` naming the first failed check and how many draws failed it."""
+    for passed, message in zip(checks, messages):
+        failed = np.flatnonzero(~np.asarray(passed, bool))
+        if failed.size:
+            raise CheckFailed(
+                f"{what}: the model check '{message}' failed for {failed.size} draw(s) "
+                f"(first: draw {int(failed[0])}). The values drawn or read from the trace "
+                "break a condition of the model; check the parameters of the variables "
+                "involved, or the trace passed in."
+            )
+
+
+class DrawProgress:
+    """A rich progress bar fed between chunks (draws, iterations or evaluations)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.total = total
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            disable=not enabled, transient=False,
+        )
+        self._task = self._progress.add_task(label, total=total, info="")
+
+    def __enter__(self) -> DrawProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def update(self, done: int, info: str = "") -> None:
+        """Record that ``done`` units are finished, with an optional status text."""
+        self._progress.update(self._task, completed=done, info=info)
+
+
+_HOST_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def host_call(fn: Callable) -> Callable:
+    """``fn`` jitted (once per function), taking and returning numpy arrays."""
+    if fn not in _HOST_CALLS:
+        _HOST_CALLS[fn] = jax.jit(fn)
+    jitted = _HOST_CALLS[fn]
+
+    def call(*args):
+        return jax.tree.map(np.asarray, jitted(*args))
+
+    return call
+
+
+_STEP_CHUNKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _steps_chunk(step: Callable, chunk_size: int) -> Callable:
+    """``chunk(state, start, end, base_key, args) -> (state, infos)``: ``chunk_size`` steps, jitted.
+
+    Steps at or past ``end`` leave the state as it is, so one compiled program
+    serves any number of steps.
+    """
+    per_step = _STEP_CHUNKS.setdefault(step, {})
+    if chunk_size not in per_step:
+
+        def chunk(state, start, end, base_key, args):
+            def body(state, index):
+                new, info = step(jax.random.fold_in(base_key, index), state, *args)
+                keep = index < end
+                state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state)
+                return state, info
+
+            return jax.lax.scan(body, state, start + jnp.arange(chunk_size, dtype=jnp.uint32))
+
+        per_step[chunk_size] = jax.jit(chunk)
+    return per_step[chunk_size]
+
+
+def run_steps(
+    step: Callable,
+    state,
+    n_steps: int,
+    *,
+    seed_key,
+    args: tuple = (),
+    chunk_size: int = 1000,
+    progress: Callable[[int, object], None] | None = None,
+    stop: Callable[[object], bool] | None = None,
+):
+    """Run ``state, info = step(fold_in(seed_key, i), state, *args)`` for ``i < n_steps``, in jitted chunks.
+
+    After each chunk the infos are copied to the host and handed to
+    ``progress(done, infos)``; if ``stop(infos)`` is true the run ends there.
+    Returns the final state and the infos of every step run, stacked.
+    """
+    chunk_size = max(1, min(int(chunk_size), int(n_steps) or 1))
+    chunk = _steps_chunk(step, chunk_size)
+    infos = []
+    for start in range(0, int(n_steps), chunk_size):
+        done = min(start + chunk_size, int(n_steps))
+        state, info = chunk(state, np.uint32(start), np.uint32(done), seed_key, args)
+        info = jax.tree.map(lambda a, n=done - start: np.asarray(a)[:n], info)
+        infos.append(info)
+        if progress is not None:
+            progress(done, info)
+        if stop is not None and stop(info):
+            break
+    if not infos:
+        return state, None
+    return state, jax.tree.map(lambda *parts: np.concatenate(parts), *infos)

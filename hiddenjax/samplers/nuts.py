@@ -1,0 +1,438 @@
+"""Multinomial No-U-Turn Sampler with Stan's and PyMC's conventions.
+
+The trajectory doubles until it makes a U-turn, diverges, or reaches the
+maximum tree depth. Each doubling builds a new subtree of ``2**depth``
+leapfrog steps at one end, chosen at random. Within a subtree the proposal
+is sampled multinomially, proportionally to ``exp(H0 - H)``; when a finished
+subtree is merged into the trajectory its proposal replaces the current one
+with probability ``min(1, w_subtree / w_trajectory)`` (biased progressive
+sampling). U-turns use Stan's generalised criterion, checked on every
+completed sub-subtree and on the merged trajectory, including Stan's extra
+checks across the two halves of each merge. A subtree that turns or
+diverges is discarded whole.
+
+The tree is built iteratively: an outer ``lax.while_loop`` over doublings
+and an inner one over the leaves of the new subtree. Per tree level, the
+inner loop keeps the momentum sum of the block of leaves in progress and
+what the U-turn checks need of the block's left half, so every check the
+recursive algorithm makes happens at the leaf that completes a block.
+
+Statistics follow PyMC's ``NUTS``: ``acceptance_rate`` is the mean over every
+leapfrog step of ``min(1, exp(H0 - H))``, the divergent step included;
+``energy_error`` is ``H(accepted) - H0``; ``max_energy_error`` is the step
+energy error of largest absolute value; a step diverges when its energy
+error is NaN or at least ``max_energy_error``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+from jax.typing import ArrayLike
+
+from hiddenjax.samplers.integrators import (
+    IntegratorState,
+    hamiltonian,
+    new_integrator_state,
+    velocity_verlet,
+)
+from hiddenjax.samplers.metrics import is_turning, sample_momentum
+
+__all__ = ["NUTSInfo", "NUTSState", "build_kernel", "init"]
+
+# 2**max_treedepth leapfrog steps must fit the int32 leaf counters.
+MAX_TREEDEPTH_LIMIT = 30
+
+
+class NUTSState(NamedTuple):
+    """Position of the chain with its log-density and gradient cached."""
+
+    position: Array
+    """Current position, a 1-D float array."""
+    logdensity: Array
+    """Log-density at ``position``."""
+    logdensity_grad: Array
+    """Gradient of the log-density at ``position``."""
+
+
+class NUTSInfo(NamedTuple):
+    """Per-transition statistics, with PyMC's meanings."""
+
+    acceptance_rate: Array
+    """Mean over all leapfrog steps of ``min(1, exp(H0 - H))``."""
+    diverging: Array
+    """Whether the trajectory stopped on a divergent step."""
+    energy: Array
+    """Hamiltonian at the accepted point."""
+    energy_error: Array
+    """Hamiltonian at the accepted point minus the initial Hamiltonian."""
+    max_energy_error: Array
+    """Energy error of largest absolute value over the leapfrog steps."""
+    n_steps: Array
+    """Number of leapfrog steps (gradient evaluations)."""
+    tree_depth: Array
+    """Number of trajectory doublings made."""
+    reached_max_treedepth: Array
+    """Whether all ``max_treedepth`` doublings were made without stopping."""
+
+
+class _Proposal(NamedTuple):
+    position: Array
+    logdensity: Array
+    logdensity_grad: Array
+    energy: Array
+
+
+class _TreeStats(NamedTuple):
+    n_steps: Array
+    log_accept_sum: Array
+    max_energy_error: Array
+
+
+class _Checkpoints(NamedTuple):
+    """Per tree level ``k``: the block of ``2**k`` leaves holding the latest leaf."""
+
+    start_momentum: Array
+    """``(levels, n)``: momentum at the block's first leaf."""
+    momentum_sum: Array
+    """``(levels, n)``: momentum summed over the block's leaves so far."""
+    left_sum: Array
+    """``(levels, n)``: momentum sum of the last completed left-half block."""
+    left_end_momentum: Array
+    """``(levels, n)``: momentum at that left-half block's last leaf."""
+
+
+class _Subtree(NamedTuple):
+    leaf: IntegratorState
+    index: Array
+    checkpoints: _Checkpoints
+    proposal: _Proposal
+    log_weight: Array
+    stats: _TreeStats
+    turning: Array
+    diverging: Array
+
+
+class _Trajectory(NamedTuple):
+    left: IntegratorState
+    right: IntegratorState
+    momentum_sum: Array
+    proposal: _Proposal
+    log_weight: Array
+    stats: _TreeStats
+    depth: Array
+    turning: Array
+    diverging: Array
+
+
+def init(position: ArrayLike, logdensity_fn: Callable) -> NUTSState:
+    """NUTS state at ``position``.
+
+    Parameters
+    ----------
+    position : array_like
+        1-D float position.
+    logdensity_fn : callable
+        ``logdensity_fn(position) -> scalar``.
+
+    Returns
+    -------
+    NUTSState
+    """
+    state = new_integrator_state(logdensity_fn, position, jnp.zeros_like(position))
+    return NUTSState(state.position, state.logdensity, state.logdensity_grad)
+
+
+def _select(pred: Array, on_true, on_false):
+    """Leafwise ``where`` over two pytrees of the same structure."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def _leaf_stats(stats: _TreeStats, energy_error: Array) -> _TreeStats:
+    """Statistics updated with one leapfrog step's energy error."""
+    larger = jnp.abs(energy_error) > jnp.abs(stats.max_energy_error)
+    return _TreeStats(
+        n_steps=stats.n_steps + 1,
+        log_accept_sum=jnp.logaddexp(stats.log_accept_sum, jnp.minimum(0.0, -energy_error)),
+        max_energy_error=jnp.where(larger, energy_error, stats.max_energy_error),
+    )
+
+
+def _shift_level(a: Array) -> Array:
+    """Row ``k`` of the result is row ``k - 1`` of ``a`` (row 0 is zeros)."""
+    return jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])
+
+
+def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, index: Array, sizes: Array):
+    """Add leaf ``index`` to the block in progress at every level."""
+    starts = (index % sizes == 0)[:, None]
+    return ck._replace(
+        start_momentum=jnp.where(starts, momentum, ck.start_momentum),
+        momentum_sum=jnp.where(starts, momentum, ck.momentum_sum + momentum),
+    )
+
+
+def _blocks_turning(ck, momentum, index, levels, sizes, inverse_mass_matrix) -> Array:
+    """Whether a block of two or more leaves completed at leaf ``index`` turns.
+
+    A level-``k`` block is checked end to end, and for ``k >= 2`` also across
+    its two halves (the level ``k - 1`` blocks): left half plus the first
+    leaf of the right half, and last leaf of the left half plus right half.
+    """
+    imm = inverse_mass_matrix
+    velocity_end = imm * momentum
+    velocity_start = imm * ck.start_momentum
+    whole = is_turning(velocity_start, velocity_end, ck.momentum_sum)
+    right_start = _shift_level(ck.start_momentum)
+    right_sum = _shift_level(ck.momentum_sum)
+    left_sum = _shift_level(ck.left_sum)
+    left_end = _shift_level(ck.left_end_momentum)
+    across_start = is_turning(velocity_start, imm * right_start, left_sum + right_start)
+    across_end = is_turning(imm * left_end, velocity_end, left_end + right_sum)
+    turning = whole | ((levels >= 2) & (across_start | across_end))
+    completed = ((index + 1) % sizes == 0) & (levels >= 1)
+    return jnp.any(completed & turning)
+
+
+def _record_left_halves(ck: _Checkpoints, momentum: Array, index: Array, sizes: Array):
+    """Keep the blocks completed at leaf ``index`` that are left halves of their parent."""
+    completed = (index + 1) % sizes == 0
+    left_half = (index + 1) % (2 * sizes) != 0
+    keep = (completed & left_half)[:, None]
+    return ck._replace(
+        left_sum=jnp.where(keep, ck.momentum_sum, ck.left_sum),
+        left_end_momentum=jnp.where(keep, momentum, ck.left_end_momentum),
+    )
+
+
+def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error: float):
+    """``build(key, start, step_size, depth, h0, imm, stats) -> _Subtree``.
+
+    Integrates up to ``2**depth`` leapfrog steps from ``start`` (``step_size``
+    carries the direction's sign), stopping at the first divergent step or
+    turning block.
+    """
+    levels = jnp.arange(max_treedepth, dtype=jnp.int32)
+    sizes = jnp.left_shift(jnp.int32(1), levels)
+
+    def build(key, start, step_size, depth, h0, inverse_mass_matrix, stats) -> _Subtree:
+        def leaf_step(sub: _Subtree) -> _Subtree:
+            leaf = integrator(sub.leaf, step_size, inverse_mass_matrix)
+            energy = hamiltonian(leaf, inverse_mass_matrix)
+            error = energy - h0
+            error = jnp.where(jnp.isnan(error), jnp.inf, error)
+            # Multinomial sampling within the subtree, one leaf at a time.
+            log_weight = jnp.logaddexp(sub.log_weight, -error)
+            u = jax.random.uniform(jax.random.fold_in(key, sub.index), dtype=error.dtype)
+            take = jnp.log(u) < -error - log_weight
+            leaf_proposal = _Proposal(leaf.position, leaf.logdensity, leaf.logdensity_grad, energy)
+            ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, sub.index, sizes)
+            turning = _blocks_turning(
+                ck, leaf.momentum, sub.index, levels, sizes, inverse_mass_matrix
+            )
+            return _Subtree(
+                leaf=leaf,
+                index=sub.index + 1,
+                checkpoints=_record_left_halves(ck, leaf.momentum, sub.index, sizes),
+                proposal=_select(take, leaf_proposal, sub.proposal),
+                log_weight=log_weight,
+                stats=_leaf_stats(sub.stats, error),
+                turning=turning,
+                diverging=error >= max_energy_error,
+            )
+
+        def keep_going(sub: _Subtree) -> Array:
+            return (sub.index < jnp.left_shift(1, depth)) & ~sub.turning & ~sub.diverging
+
+        zeros = jnp.zeros((max_treedepth,) + start.position.shape, start.position.dtype)
+        first = _Subtree(
+            leaf=start,
+            index=jnp.int32(0),
+            checkpoints=_Checkpoints(zeros, zeros, zeros, zeros),
+            proposal=_Proposal(start.position, start.logdensity, start.logdensity_grad, h0),
+            log_weight=jnp.asarray(-jnp.inf, h0.dtype),
+            stats=stats,
+            turning=jnp.bool_(False),
+            diverging=jnp.bool_(False),
+        )
+        return lax.while_loop(keep_going, leaf_step, first)
+
+    return build
+
+
+def _merge_turning(traj: _Trajectory, sub: _Subtree, depth, forward, imm) -> Array:
+    """U-turn checks on the trajectory merged with a finished subtree.
+
+    The merged span is checked end to end, then across its halves as Stan
+    does: left half plus the right half's first point, and the left half's
+    last point plus the right half.
+    """
+    sub_first = sub.checkpoints.start_momentum[depth]
+    sub_last = sub.leaf.momentum
+    sub_sum = sub.checkpoints.momentum_sum[depth]
+    # Halves in time order: the old trajectory is on the left when going forward.
+    left_begin = jnp.where(forward, traj.left.momentum, sub_last)
+    left_end = jnp.where(forward, traj.right.momentum, sub_first)
+    left_sum = jnp.where(forward, traj.momentum_sum, sub_sum)
+    right_begin = jnp.where(forward, sub_first, traj.left.momentum)
+    right_end = jnp.where(forward, sub_last, traj.right.momentum)
+    right_sum = jnp.where(forward, sub_sum, traj.momentum_sum)
+    return (
+        is_turning(imm * left_begin, imm * right_end, left_sum + right_sum)
+        | is_turning(imm * left_begin, imm * right_begin, left_sum + right_begin)
+        | is_turning(imm * left_end, imm * right_end, left_end + right_sum)
+    )
+
+
+def _merge(key, traj: _Trajectory, sub: _Subtree, forward, imm) -> _Trajectory:
+    """The trajectory grown by a subtree that neither turned nor diverged."""
+    # Biased progressive sampling: favour the new subtree when it is heavier.
+    u = jax.random.uniform(key, dtype=traj.log_weight.dtype)
+    take = jnp.log(u) < sub.log_weight - traj.log_weight
+    return traj._replace(
+        left=_select(forward, traj.left, sub.leaf),
+        right=_select(forward, sub.leaf, traj.right),
+        momentum_sum=traj.momentum_sum + sub.checkpoints.momentum_sum[traj.depth],
+        proposal=_select(take, sub.proposal, traj.proposal),
+        log_weight=jnp.logaddexp(traj.log_weight, sub.log_weight),
+        turning=_merge_turning(traj, sub, traj.depth, forward, imm),
+    )
+
+
+def _trajectory_builder(logdensity_fn: Callable, max_treedepth: int, max_energy_error: float):
+    """``build(key, start, directions, step_size, imm) -> _Trajectory``.
+
+    ``start`` is the initial phase-space point and ``directions`` holds
+    ``max_treedepth`` signs (+1 forward, -1 backward), one per doubling.
+    """
+    build_subtree = _subtree_builder(
+        velocity_verlet(logdensity_fn), max_treedepth, max_energy_error
+    )
+
+    def build(key, start: IntegratorState, directions, step_size, imm) -> _Trajectory:
+        h0 = hamiltonian(start, imm)
+
+        def double(traj: _Trajectory) -> _Trajectory:
+            subtree_key, merge_key = jax.random.split(jax.random.fold_in(key, traj.depth))
+            forward = directions[traj.depth] > 0
+            sub = build_subtree(
+                subtree_key,
+                _select(forward, traj.right, traj.left),
+                jnp.where(forward, step_size, -step_size),
+                traj.depth,
+                h0,
+                imm,
+                traj.stats,
+            )
+            stopped = sub.turning | sub.diverging
+            rejected = traj._replace(turning=sub.turning, diverging=sub.diverging)
+            grown = _select(stopped, rejected, _merge(merge_key, traj, sub, forward, imm))
+            return grown._replace(stats=sub.stats, depth=traj.depth + 1)
+
+        def keep_going(traj: _Trajectory) -> Array:
+            return (traj.depth < max_treedepth) & ~traj.turning & ~traj.diverging
+
+        dtype = h0.dtype
+        first = _Trajectory(
+            left=start,
+            right=start,
+            momentum_sum=start.momentum,
+            proposal=_Proposal(start.position, start.logdensity, start.logdensity_grad, h0),
+            log_weight=jnp.zeros((), dtype),
+            stats=_TreeStats(jnp.int32(0), jnp.asarray(-jnp.inf, dtype), jnp.zeros((), dtype)),
+            depth=jnp.int32(0),
+            turning=jnp.bool_(False),
+            diverging=jnp.bool_(False),
+        )
+        return lax.while_loop(keep_going, double, first)
+
+    return build
+
+
+def _check_kernel_args(max_treedepth, max_energy_error) -> None:
+    """Refuse static NUTS settings that cannot work, naming the fix."""
+    if isinstance(max_treedepth, bool) or not isinstance(max_treedepth, int):
+        raise ValueError(
+            f"max_treedepth must be a positive integer, got {max_treedepth!r}; "
+            "the default is 10."
+        )
+    if not 1 <= max_treedepth <= MAX_TREEDEPTH_LIMIT:
+        raise ValueError(
+            f"max_treedepth must be between 1 and {MAX_TREEDEPTH_LIMIT}, got {max_treedepth}; "
+            "the default is 10."
+        )
+    if isinstance(max_energy_error, bool) or not isinstance(max_energy_error, (int, float)):
+        raise ValueError(
+            f"max_energy_error must be a positive number, got {max_energy_error!r}; "
+            "the default is 1000."
+        )
+    if math.isnan(max_energy_error) or max_energy_error <= 0:
+        raise ValueError(
+            f"max_energy_error must be a positive number, got {max_energy_error!r}; "
+            "the default is 1000."
+        )
+
+
+def build_kernel(
+    logdensity_fn: Callable, max_treedepth: int = 10, max_energy_error: float = 1000.0
+) -> Callable:
+    """A NUTS transition kernel for ``logdensity_fn``.
+
+    Parameters
+    ----------
+    logdensity_fn : callable
+        ``logdensity_fn(position) -> scalar`` for a 1-D float position.
+    max_treedepth : int, default 10
+        Maximum number of trajectory doublings (at most ``2**max_treedepth - 1``
+        leapfrog steps).
+    max_energy_error : float, default 1000.0
+        A leapfrog step whose energy error ``H - H0`` is at least this
+        (or NaN) is divergent and ends the trajectory.
+
+    Returns
+    -------
+    callable
+        ``step(key, state, step_size, inverse_mass_matrix) -> (NUTSState, NUTSInfo)``,
+        pure and compatible with ``jit``, ``vmap`` and ``scan``. The step size
+        and the diagonal inverse mass matrix are cast to the position's dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``max_treedepth`` is not an integer in ``[1, 30]`` or
+        ``max_energy_error`` is not a positive number.
+    """
+    _check_kernel_args(max_treedepth, max_energy_error)
+    build_trajectory = _trajectory_builder(logdensity_fn, max_treedepth, float(max_energy_error))
+
+    def step(key, state: NUTSState, step_size, inverse_mass_matrix):
+        dtype = state.position.dtype
+        imm = jnp.asarray(inverse_mass_matrix, dtype)
+        step_size = jnp.asarray(step_size, dtype)
+        momentum_key, direction_key, tree_key = jax.random.split(key, 3)
+        momentum = sample_momentum(momentum_key, state.position, imm)
+        start = IntegratorState(state.position, momentum, state.logdensity, state.logdensity_grad)
+        forward = jax.random.bernoulli(direction_key, 0.5, (max_treedepth,))
+        directions = jnp.where(forward, 1, -1).astype(jnp.int32)
+        traj = build_trajectory(tree_key, start, directions, step_size, imm)
+        proposal = traj.proposal
+        info = NUTSInfo(
+            acceptance_rate=jnp.exp(traj.stats.log_accept_sum) / traj.stats.n_steps,
+            diverging=traj.diverging,
+            energy=proposal.energy,
+            energy_error=proposal.energy - hamiltonian(start, imm),
+            max_energy_error=traj.stats.max_energy_error,
+            n_steps=traj.stats.n_steps,
+            tree_depth=traj.depth,
+            reached_max_treedepth=(traj.depth == max_treedepth)
+            & ~traj.turning
+            & ~traj.diverging,
+        )
+        return NUTSState(proposal.position, proposal.logdensity, proposal.logdensity_grad), info
+
+    return step

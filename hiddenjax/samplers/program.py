@@ -1,0 +1,244 @@
+"""The per-chain NUTS program the execution layer runs: init, warmup step, sampling step.
+
+Warmup follows Stan: dual averaging adapts the step size at every warmup
+step, and at the end of each slow window of the schedule the diagonal
+inverse mass matrix is set from the window's regularised variance, the
+Welford estimator is emptied, and dual averaging restarts with
+``mu = log(10 * step_size)``. After the last warmup step the sampling step
+size is the averaged step size of dual averaging.
+
+The first step size is PyMC's ``0.25 / n_dim ** 0.25`` rather than Stan's
+heuristic search: ``init`` takes no random key (the heuristic needs
+momenta) and spends no gradient, PyMC users get PyMC's starting point, and
+dual averaging corrects it within the first steps. Stan's search is not
+rerun at window ends either; dual averaging restarts from the current step
+size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from hiddenjax.samplers import nuts
+from hiddenjax.samplers.mass_matrix import WelfordState, welford_variance
+from hiddenjax.samplers.step_size import DualAveragingState, dual_averaging, initial_step_size
+from hiddenjax.samplers.warmup import WarmupSchedule, build_schedule, in_window, is_window_end
+
+__all__ = ["ChainState", "NUTSProgram", "StepInfo", "build_nuts_program"]
+
+
+class ChainState(NamedTuple):
+    """Everything one chain carries from step to step."""
+
+    nuts: nuts.NUTSState
+    """Position with its cached log-density and gradient."""
+    step_size: Array
+    """Step size of the next transition (float64 scalar)."""
+    inverse_mass_matrix: Array
+    """Diagonal inverse mass matrix of the next transition (float64)."""
+    step_size_adaptation: DualAveragingState
+    """Dual-averaging accumulators."""
+    mass_matrix_adaptation: WelfordState
+    """Welford accumulators of the current slow window."""
+
+
+class StepInfo(NamedTuple):
+    """Per-step statistics, named and defined as PyMC's NUTS ``sample_stats``."""
+
+    lp: Array
+    """Log-density at the new position."""
+    acceptance_rate: Array
+    """Mean over the trajectory's leapfrog steps of ``min(1, exp(H0 - H))``."""
+    diverging: Array
+    """Whether the trajectory diverged."""
+    energy: Array
+    """Hamiltonian at the new position."""
+    energy_error: Array
+    """Hamiltonian at the new position minus the initial Hamiltonian."""
+    max_energy_error: Array
+    """Largest (in absolute value) energy error along the trajectory."""
+    n_steps: Array
+    """Leapfrog steps (gradient evaluations) of the transition."""
+    step_size: Array
+    """Step size used for this transition."""
+    step_size_bar: Array
+    """Dual averaging's averaged step size; during sampling, the step size in use."""
+    tree_depth: Array
+    """Number of trajectory doublings."""
+    reached_max_treedepth: Array
+    """Whether the tree hit ``max_treedepth``; always False during warmup, as in PyMC."""
+
+
+class NUTSProgram(NamedTuple):
+    """Pure per-chain functions, to be ``vmap``-ed over chains and ``scan``-ned over steps."""
+
+    init: Callable
+    """``init(position) -> ChainState`` for a 1-D float position."""
+    warmup_step: Callable
+    """``warmup_step(key, state, step_index) -> (ChainState, StepInfo)``, index < num_tune."""
+    sample_step: Callable
+    """``sample_step(key, state) -> (ChainState, StepInfo)`` with the adapted settings."""
+    position: Callable
+    """``position(state) -> Array``: the chain's current position."""
+
+
+def _check_program_args(num_tune, target_accept) -> None:
+    """Refuse static warmup settings that cannot work, naming the fix."""
+    if isinstance(num_tune, bool) or not isinstance(num_tune, int) or num_tune < 0:
+        raise ValueError(
+            f"num_tune (tune) must be an integer >= 0, got {num_tune!r}; "
+            "use tune=0 to sample without adaptation."
+        )
+    valid = not isinstance(target_accept, bool) and isinstance(target_accept, (int, float))
+    if not valid or math.isnan(target_accept) or not 0.0 < target_accept < 1.0:
+        raise ValueError(
+            f"target_accept must be in (0, 1), got {target_accept!r}; "
+            "the default is 0.8, and 0.9 to 0.99 helps with divergences."
+        )
+
+
+def _step_info(nuts_info: nuts.NUTSInfo, lp, step_size, step_size_bar, reached) -> StepInfo:
+    """StepInfo with float statistics in float64, whatever the model's precision."""
+
+    def f64(x):
+        return jnp.asarray(x, jnp.float64)
+
+    return StepInfo(
+        lp=f64(lp),
+        acceptance_rate=f64(nuts_info.acceptance_rate),
+        diverging=nuts_info.diverging,
+        energy=f64(nuts_info.energy),
+        energy_error=f64(nuts_info.energy_error),
+        max_energy_error=f64(nuts_info.max_energy_error),
+        n_steps=nuts_info.n_steps,
+        step_size=f64(step_size),
+        step_size_bar=f64(step_size_bar),
+        tree_depth=nuts_info.tree_depth,
+        reached_max_treedepth=reached,
+    )
+
+
+def build_nuts_program(
+    logdensity_fn: Callable,
+    num_tune: int,
+    *,
+    target_accept: float = 0.8,
+    max_treedepth: int = 10,
+    max_energy_error: float = 1000.0,
+) -> NUTSProgram:
+    """NUTS with Stan's windowed adaptation of step size and diagonal mass matrix.
+
+    Parameters
+    ----------
+    logdensity_fn : callable
+        ``logdensity_fn(position) -> scalar`` for a 1-D float position.
+    num_tune : int
+        Number of warmup steps, ``>= 0``. With 0 there is no adaptation: the
+        identity mass matrix and the initial step size are used throughout.
+    target_accept : float, default 0.8
+        Acceptance statistic dual averaging aims for, in ``(0, 1)``.
+    max_treedepth : int, default 10
+        Maximum number of trajectory doublings.
+    max_energy_error : float, default 1000.0
+        Energy error from which a leapfrog step counts as divergent.
+
+    Returns
+    -------
+    NUTSProgram
+        Pure functions of their arguments only (random keys included).
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range.
+    """
+    _check_program_args(num_tune, target_accept)
+    kernel = nuts.build_kernel(logdensity_fn, max_treedepth, max_energy_error)
+    schedule = build_schedule(num_tune)
+    step_adapt = dual_averaging(target_accept)
+    mass_adapt = welford_variance()
+
+    def init(position: ArrayLike) -> ChainState:
+        position = jnp.asarray(position)
+        if position.ndim != 1:
+            raise ValueError(
+                f"The NUTS position must be a 1-D array, got shape {position.shape}; "
+                "ravel the free variables into one flat vector."
+            )
+        step_size = initial_step_size(position.shape[0])
+        return ChainState(
+            nuts=nuts.init(position, logdensity_fn),
+            step_size=jnp.asarray(step_size, jnp.float64),
+            inverse_mass_matrix=jnp.ones(position.shape, jnp.float64),
+            step_size_adaptation=step_adapt.init(step_size),
+            mass_matrix_adaptation=mass_adapt.init(position.shape[0]),
+        )
+
+    warmup_step = _warmup_step_fn(kernel, schedule, step_adapt, mass_adapt)
+
+    def sample_step(key: Array, state: ChainState) -> tuple[ChainState, StepInfo]:
+        nuts_state, info = kernel(key, state.nuts, state.step_size, state.inverse_mass_matrix)
+        stats = _step_info(
+            info, nuts_state.logdensity, state.step_size, state.step_size,
+            info.reached_max_treedepth,
+        )
+        return state._replace(nuts=nuts_state), stats
+
+    def position(state: ChainState) -> Array:
+        return state.nuts.position
+
+    return NUTSProgram(init, warmup_step, sample_step, position)
+
+
+def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, position, step):
+    """Welford state and inverse mass matrix after warmup step ``step``; whether a window ended."""
+    welford = state.mass_matrix_adaptation
+    welford = _select(in_window(schedule, step), mass_adapt.update(welford, position), welford)
+    ended = is_window_end(schedule, step)
+    # A one-draw window (Stan's schedule allows it) has no variance: keep the matrix.
+    update = ended & (welford.count >= 2)
+    imm = jnp.where(update, mass_adapt.final(welford), state.inverse_mass_matrix)
+    welford = _select(ended, mass_adapt.init(welford.mean.shape[0]), welford)
+    return welford, imm, ended
+
+
+def _warmup_step_fn(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt) -> Callable:
+    """``warmup_step(key, state, step_index)``: one transition, then adaptation."""
+    last_step = schedule.num_tune - 1
+
+    def warmup_step(key: Array, state: ChainState, step_index: ArrayLike):
+        nuts_state, info = kernel(key, state.nuts, state.step_size, state.inverse_mass_matrix)
+        dual = step_adapt.update(state.step_size_adaptation, info.acceptance_rate)
+        step_size_bar = step_adapt.final(dual)
+        welford, imm, ended = _mass_matrix_step(
+            mass_adapt, schedule, state, nuts_state.position, step_index
+        )
+        # A new metric calls for a new step size: restart around the current one.
+        next_step_size = jnp.exp(dual.log_step_size)
+        dual = _select(ended, step_adapt.init(next_step_size), dual)
+        next_step_size = jnp.where(step_index == last_step, step_adapt.final(dual), next_step_size)
+        new_state = ChainState(
+            nuts=nuts_state,
+            step_size=next_step_size,
+            inverse_mass_matrix=imm,
+            step_size_adaptation=dual,
+            mass_matrix_adaptation=welford,
+        )
+        stats = _step_info(
+            info, nuts_state.logdensity, state.step_size, step_size_bar, jnp.bool_(False)
+        )
+        return new_state, stats
+
+    return warmup_step
+
+
+def _select(pred: Array, on_true, on_false):
+    """Leafwise ``where`` over two pytrees of the same structure."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
