@@ -8,7 +8,16 @@ import pymc as _pymc
 
 __version__ = "0.1.0"
 
-_OWN = {"sample", "sample_batched", "init_distributed"}
+_OWN = {
+    "sample",
+    "sample_batched",
+    "init_distributed",
+    "sample_prior_predictive",
+    "sample_posterior_predictive",
+    "compute_log_likelihood",
+    "find_MAP",
+    "fit",
+}
 
 globals().update(
     {name: getattr(_pymc, name) for name in dir(_pymc) if not name.startswith("_") and name not in _OWN}
@@ -16,6 +25,13 @@ globals().update(
 
 from hiddenjax.api import sample, sample_batched  # noqa: E402
 from hiddenjax.execution.devices import init_distributed  # noqa: E402
+from hiddenjax.workflow import (  # noqa: E402
+    compute_log_likelihood,
+    find_MAP,
+    fit,
+    sample_posterior_predictive,
+    sample_prior_predictive,
+)
 
 __all__ = sorted(
     {name for name in dir(_pymc) if not name.startswith("_")} | _OWN | {"__version__"}

@@ -31,7 +31,7 @@ class CompiledModel(NamedTuple):
     """Names of the data arguments."""
 
 
-def lower(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> Callable:
+def lower(inputs: Sequence[Variable], outputs: Sequence[Variable], strict: bool = False) -> Callable:
     """Rewrite a PyTensor graph with the HIDDENJAX mode and lower it to a JAX function.
 
     The returned function takes the inputs positionally and returns a tuple of
@@ -39,10 +39,11 @@ def lower(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> Callable:
     """
     from pytensor.link.jax.dispatch import jax_funcify
 
-    from hiddenjax.compile import dispatch  # noqa: F401  (registers lowerings)
+    from hiddenjax.compile.preflight import make_lowerable
 
     fgraph = FunctionGraph(inputs=list(inputs), outputs=list(outputs), clone=True)
     hiddenjax_mode().optimizer.rewrite(fgraph)
+    make_lowerable(fgraph, strict=strict)
     return jax_funcify(fgraph)
 
 

@@ -160,7 +160,13 @@ class Runner:
 
             return jax.vmap(one, in_axes=(0, data_axis))(positions, data)
 
-        self._init = jax.jit(init, out_shardings=self.sharding)
+        # Inside shard_map each device initialises its own chains with plain local
+        # arrays, so constants in the model never meet chain-sharded values.
+        data_spec = P("chain") if data_per_chain else P()
+        self._init = jax.jit(jax.shard_map(
+            init, mesh=self.mesh, in_specs=(P("chain"), data_spec), out_specs=P("chain"),
+            check_vma=False,
+        ))
         self._chunk = build_chunk_fn(program_factory, fns, tune, chunk_size, self.mesh,
                                      data_per_chain)
         self._compiled: dict = {}

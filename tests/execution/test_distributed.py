@@ -1,5 +1,6 @@
 """Two processes on 127.0.0.1 sample one model together, as one process would."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -8,9 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
-import hiddenjax as hj
-from hiddenjax.examples import eight_schools
 
 ROOT = Path(__file__).parents[2]
 RUN = dict(draws=150, tune=150, chains=4, random_seed=9, progressbar=False,
@@ -27,6 +25,17 @@ WORKER = textwrap.dedent(
     idata = hj.sample(model=eight_schools(), **{RUN!r})
     if process_id == 0:
         idata.to_netcdf(out)
+    """
+).replace("{RUN!r}", repr(RUN))
+
+
+SINGLE = textwrap.dedent(
+    """
+    import sys
+    import hiddenjax as hj
+    from hiddenjax.examples import eight_schools
+
+    hj.sample(model=eight_schools(), **{RUN!r}).to_netcdf(sys.argv[1])
     """
 ).replace("{RUN!r}", repr(RUN))
 
@@ -51,5 +60,13 @@ def test_two_processes_equal_one_process(tmp_path):
         assert proc.returncode == 0, err.decode()[-3000:]
     with xr.open_dataset(out, group="posterior", engine="h5netcdf") as posterior:
         together = posterior["theta"].values
-    alone = hj.sample(model=eight_schools(), **RUN)
-    np.testing.assert_array_equal(together, alone.posterior["theta"].values)
+    # One process with the same four devices (one chain each) as the pair.
+    single = tmp_path / "single.py"
+    single.write_text(SINGLE)
+    alone_out = tmp_path / "alone.nc"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    subprocess.run([sys.executable, str(single), str(alone_out)], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    with xr.open_dataset(alone_out, group="posterior", engine="h5netcdf") as posterior:
+        alone = posterior["theta"].values
+    np.testing.assert_array_equal(together, alone)
