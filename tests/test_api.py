@@ -61,3 +61,17 @@ def test_var_names_and_discard_tuned_samples():
     assert set(idata.posterior.data_vars) == {"a", "b"}
     assert idata.warmup_posterior.sizes["draw"] == FAST["tune"]
     assert idata.warmup_sample_stats.sizes["draw"] == FAST["tune"]
+
+
+def test_inference_data_has_pm_sample_layout():
+    from tests.results.layout import PYMC_ONLY_STATS, assert_same_layout
+
+    model = hierarchical_regression()
+    kwargs = dict(draws=30, tune=30, chains=2, random_seed=1, progressbar=False,
+                  compute_convergence_checks=False, discard_tuned_samples=False,
+                  idata_kwargs={"log_likelihood": True})
+    ours = hj.sample(model=model, **kwargs)
+    with model:
+        theirs = pm.sample(cores=1, **kwargs)
+    assert_same_layout(ours, theirs, ignore_stats=PYMC_ONLY_STATS,
+                       ignore_attrs=["compile_time"], order_groups=("posterior",))

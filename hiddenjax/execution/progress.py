@@ -21,7 +21,7 @@ class SamplingProgress:
         self.divergences = 0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
@@ -49,8 +49,8 @@ class SamplingProgress:
         elapsed = self._progress.tasks[0].elapsed or 0.0
         rate = done / elapsed if elapsed > 0 else 0.0
         info = (
-            f"{rate:,.0f} draws/s  divergences {self.divergences}  "
-            f"step size {np.mean(last.get('step_size', np.nan)):.3g}  "
-            f"grads/draw {np.mean(last.get('n_steps', np.nan)):.0f}"
+            f"{rate:,.0f} draws/s · {self.divergences} div · "
+            f"step {np.mean(last.get('step_size', np.nan)):.2g} · "
+            f"{np.mean(last.get('n_steps', np.nan)):.0f} grads/draw"
         )
         self._progress.update(self._task, completed=done, description=phase, info=info)

@@ -210,8 +210,14 @@ def structure_key(model: Model, var_names: list[str] | None = None) -> tuple:
 
 
 def _output_vars(model: Model, var_names: list[str] | None) -> list[Variable]:
-    """Free variables and Deterministics to report, in model order."""
-    candidates = list(model.free_RVs) + list(model.deterministics)
+    """Free variables and Deterministics to report, in ``pm.sample``'s order.
+
+    As in PyMC's posterior: free variables without a transform, then those
+    with one, then Deterministics.
+    """
+    plain = [rv for rv in model.free_RVs if model.rvs_to_transforms.get(rv) is None]
+    transformed = [rv for rv in model.free_RVs if model.rvs_to_transforms.get(rv) is not None]
+    candidates = plain + transformed + list(model.deterministics)
     if var_names is None:
         return candidates
     by_name = {v.name: v for v in candidates}

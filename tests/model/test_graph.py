@@ -27,7 +27,7 @@ def test_graph_names_data_outputs_and_value_variables():
     model = hierarchical_regression()
     graph = extract_model_graph(model)
     assert graph.layout.names == tuple(v.name for v in model.value_vars)
-    assert graph.output_names == ("mu_a", "sigma_a", "a", "b", "sigma")
+    assert graph.output_names == ("mu_a", "a", "b", "sigma_a", "sigma")
     assert graph.loglik_names == ("y",)
     assert set(graph.data_names) == {"x", "g", "y"}
     for var, value in zip(graph.data_inputs, graph.data_values):
