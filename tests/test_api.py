@@ -75,3 +75,17 @@ def test_inference_data_has_pm_sample_layout():
         theirs = pm.sample(cores=1, **kwargs)
     assert_same_layout(ours, theirs, ignore_stats=PYMC_ONLY_STATS,
                        ignore_attrs=["compile_time"], order_groups=("posterior",))
+
+
+def test_float32_precision_runs_the_model_in_float32():
+    idata = hj.sample(model=hierarchical_regression(), precision="float32", random_seed=2, **FAST)
+    assert idata.posterior["a"].dtype == np.float32
+    assert np.isfinite(idata.sample_stats["lp"]).all()
+    assert idata.sample_stats["lp"].dtype == np.float64  # PyMC's stats dtypes regardless
+
+
+def test_unknown_device_and_precision_are_refused():
+    with pytest.raises(ValueError, match="precision='float16'"):
+        hj.sample(model=hierarchical_regression(), precision="float16", **FAST)
+    with pytest.raises(ValueError, match="device='tpu'"):
+        hj.sample(model=hierarchical_regression(), device="tpu", **FAST)
