@@ -16,6 +16,8 @@ import xarray as xr
 from arviz import InferenceData
 from pymc.model import Model, modelcontext
 
+from hiddenjax.api import _refuse_unknown
+
 _log = logging.getLogger("hiddenjax")
 
 __all__ = [
@@ -795,12 +797,3 @@ def fit(
             "inside the posterior's bulk, smaller `start_sigma`, or check the model's priors."
         )
     return Approximation(model, method, state.params, algorithm.family, hist)
-
-
-def _refuse_unknown(function: str, kwargs: dict) -> None:
-    if kwargs:
-        names = ", ".join(repr(k) for k in kwargs)
-        raise TypeError(
-            f"hiddenjax.{function}() does not support the argument(s) {names}; hiddenjax never "
-            "ignores an argument silently. Remove them, or use pymc for that call."
-        )
