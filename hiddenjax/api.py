@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import time
@@ -119,6 +120,10 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
     )
 
 
+_REQUEST_ARGS = frozenset(inspect.signature(_request).parameters)
+"""The sampling options both ``sample`` and ``sample_batched`` take and validate alike."""
+
+
 def _seeds(random_seed, chains: int) -> tuple[list[int], int]:
     """Per-chain seeds for the starting points, and one seed for the sampler's keys."""
     rng = np.random.default_rng(random_seed)
@@ -181,14 +186,7 @@ def sample(
         ``constant_data`` and, when asked for, ``log_likelihood`` and warmup groups.
     """
     _refuse_unknown("sample", kwargs)
-    request = _request(
-        draws=draws, tune=tune, chains=chains, initvals=initvals, init=init,
-        jitter_max_retries=jitter_max_retries, target_accept=target_accept,
-        max_treedepth=max_treedepth, var_names=var_names, progressbar=progressbar, quiet=quiet,
-        compute_convergence_checks=compute_convergence_checks,
-        discard_tuned_samples=discard_tuned_samples, idata_kwargs=idata_kwargs,
-        chunk_size=chunk_size, device=device, precision=precision,
-    )
+    request = _request(**{k: v for k, v in locals().items() if k in _REQUEST_ARGS})
     model = modelcontext(model)
     configure(precision)
     return _sample_one(model, request, random_seed,
@@ -375,14 +373,7 @@ def sample_batched(
     from hiddenjax.batched import run_batched, split_datasets
 
     _refuse_unknown("sample_batched", kwargs)
-    request = _request(
-        draws=draws, tune=tune, chains=chains, initvals=initvals, init=init,
-        jitter_max_retries=jitter_max_retries, target_accept=target_accept,
-        max_treedepth=max_treedepth, var_names=var_names, progressbar=progressbar, quiet=quiet,
-        compute_convergence_checks=compute_convergence_checks,
-        discard_tuned_samples=discard_tuned_samples, idata_kwargs=idata_kwargs,
-        chunk_size=chunk_size, device=device, precision=precision,
-    )
+    request = _request(**{k: v for k, v in locals().items() if k in _REQUEST_ARGS})
     model = modelcontext(model)
     names, dicts = split_datasets(datasets)
     configure(precision)
