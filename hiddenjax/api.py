@@ -20,8 +20,34 @@ from hiddenjax.execution.devices import DEVICES, PRECISIONS, configure
 
 _log = logging.getLogger("hiddenjax")
 
-INITS = {"auto": True, "jitter+adapt_diag": True, "adapt_diag": False}
-"""Supported ``init`` strings, mapped to whether starts are jittered."""
+INITS = {
+    "auto": (True, "diag"),
+    "adapt_diag": (False, "diag"),
+    "jitter+adapt_diag": (True, "diag"),
+    "jitter+adapt_diag_grad": (True, "diag_grad"),
+    "adapt_full": (False, "dense"),
+    "jitter+adapt_full": (True, "dense"),
+}
+"""Supported ``init`` strings: whether starts are jittered, and the mass-matrix scheme.
+
+PyMC's strings mean what they mean there (``adapt_full`` is Stan's dense
+windowed estimate, ``adapt_diag_grad`` the gradient-based diagonal).
+"""
+
+REFUSED_INITS = ("advi", "advi+adapt_diag", "advi_map", "map")
+"""PyMC's ``init`` strings that start from an ADVI or MAP fit, which hiddenjax refuses."""
+
+NUTS_OPTIONS = {
+    "target_accept": "target_accept",
+    "max_treedepth": "max_treedepth",
+    "early_max_treedepth": "early_max_treedepth",
+    "step_scale": "step_scale",
+    "Emax": "max_energy_error",
+}
+"""PyMC ``NUTS`` arguments hiddenjax honours, mapped to the sampler program's names."""
+
+NUTS_DEFAULTS = {"target_accept": 0.8, "max_treedepth": 10, "early_max_treedepth": 8,
+                 "step_scale": 0.25, "Emax": 1000.0}
 
 
 class Request(NamedTuple):
@@ -40,7 +66,7 @@ class Request(NamedTuple):
     jitter_max_retries: int
     """Retries for a non-finite start."""
     program_kwargs: dict
-    """Sampler settings (``target_accept``, ``max_treedepth``)."""
+    """Sampler program settings (``build_nuts_program``'s keyword arguments)."""
     var_names: list | None
     """Variables to keep in the posterior."""
     progressbar: bool
@@ -77,18 +103,72 @@ def _check_count(name: str, value, low: int) -> int:
     return int(value)
 
 
-def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_accept,
-             max_treedepth, var_names, progressbar, quiet, compute_convergence_checks,
-             discard_tuned_samples, idata_kwargs, chunk_size, device, precision) -> Request:
-    """Validate a call's arguments in plain Python, with messages naming each one."""
-    draws, tune = _check_count("draws", draws, 0), _check_count("tune", tune, 0)
-    chains = _check_count("chains", 4 if chains is None else chains, 1)
-    if not 0 < target_accept < 1:
-        raise ValueError(f"target_accept={target_accept!r} must lie strictly between 0 and 1.")
+def _check_init(init) -> tuple[bool, str]:
+    if init in REFUSED_INITS:
+        raise ValueError(
+            f"init={init!r} starts NUTS from an ADVI or MAP fit, which hiddenjax does not do: "
+            "its warmup adapts the mass matrix from the draws. Use init='jitter+adapt_diag' "
+            "(the default), or run hj.fit / hj.find_MAP and pass the result as initvals."
+        )
     if init not in INITS:
         raise ValueError(
             f"init={init!r} is not supported by hiddenjax; use one of {', '.join(map(repr, INITS))}."
         )
+    return INITS[init]
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive number.")
+    return float(value)
+
+
+def _nuts_settings(target_accept, max_treedepth, nuts, step_kwargs: dict) -> dict:
+    """PyMC's NUTS options from keywords and ``nuts={...}``, checked, in the program's names.
+
+    As in ``pymc.sample``: ``target_accept`` may be given once, either way;
+    for other options a keyword wins over the ``nuts`` dict.
+    """
+    if nuts is not None and not isinstance(nuts, Mapping):
+        raise TypeError(f"nuts={nuts!r} must be a dict of NUTS arguments, e.g. "
+                        "nuts={'target_accept': 0.9}.")
+    nuts = dict(nuts or {})
+    unknown = sorted(set(nuts) - set(NUTS_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"hiddenjax's NUTS does not support the argument(s) {', '.join(map(repr, unknown))} "
+            f"in nuts={{...}}; it takes {', '.join(map(repr, NUTS_OPTIONS))}."
+        )
+    if target_accept is not None and "target_accept" in nuts:
+        raise ValueError("`target_accept` was defined twice. Please specify it either as a "
+                         "direct keyword argument or in the `nuts` kwarg.")
+    given = {"target_accept": target_accept, "max_treedepth": max_treedepth, **step_kwargs}
+    options = {**NUTS_DEFAULTS, **nuts, **{k: v for k, v in given.items() if v is not None}}
+    if not isinstance(options["target_accept"], int | float | np.floating) \
+            or not 0 < options["target_accept"] < 1:
+        raise ValueError(
+            f"target_accept={options['target_accept']!r} must lie strictly between 0 and 1."
+        )
+    return {
+        "target_accept": float(options["target_accept"]),
+        "max_treedepth": _check_count("max_treedepth", options["max_treedepth"], 1),
+        "early_max_treedepth": _check_count("early_max_treedepth",
+                                            options["early_max_treedepth"], 1),
+        "step_scale": _positive("step_scale", options["step_scale"]),
+        "max_energy_error": _positive("Emax", options["Emax"]),
+    }
+
+
+def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_accept,
+             max_treedepth, var_names, progressbar, quiet, compute_convergence_checks,
+             discard_tuned_samples, idata_kwargs, chunk_size, device, precision,
+             nuts=None, step_kwargs=None) -> Request:
+    """Validate a call's arguments in plain Python, with messages naming each one."""
+    draws, tune = _check_count("draws", draws, 0), _check_count("tune", tune, 0)
+    chains = _check_count("chains", 4 if chains is None else chains, 1)
+    jitter, adaptation = _check_init(init)
+    program_kwargs = _nuts_settings(target_accept, max_treedepth, nuts, step_kwargs or {})
     if device not in DEVICES:
         raise ValueError(f"device={device!r} is not supported; use one of {', '.join(DEVICES)}.")
     if precision not in PRECISIONS:
@@ -104,10 +184,9 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         tune=tune,
         chains=chains,
         initvals=initvals,
-        jitter=INITS[init],
+        jitter=jitter,
         jitter_max_retries=_check_count("jitter_max_retries", jitter_max_retries, 0),
-        program_kwargs={"target_accept": float(target_accept),
-                        "max_treedepth": _check_count("max_treedepth", max_treedepth, 1)},
+        program_kwargs={**program_kwargs, "adaptation": adaptation},
         var_names=None if var_names is None else list(var_names),
         progressbar=bool(progressbar) and not quiet,
         quiet=bool(quiet),
@@ -122,6 +201,11 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
 
 _REQUEST_ARGS = frozenset(inspect.signature(_request).parameters)
 """The sampling options both ``sample`` and ``sample_batched`` take and validate alike."""
+
+
+def _step_kwargs(kwargs: dict) -> dict:
+    """Pop the NUTS arguments PyMC's ``sample`` forwards from its keywords to the step."""
+    return {name: kwargs.pop(name) for name in list(kwargs) if name in NUTS_OPTIONS}
 
 
 def _seeds(random_seed, chains: int) -> tuple[list[int], int]:
@@ -140,8 +224,8 @@ def sample(
     initvals=None,
     init: str = "auto",
     jitter_max_retries: int = 10,
-    target_accept: float = 0.8,
-    max_treedepth: int = 10,
+    target_accept: float | None = None,
+    max_treedepth: int | None = None,
     var_names: Sequence[str] | None = None,
     progressbar: bool = True,
     quiet: bool = False,
@@ -153,6 +237,7 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "float64",
+    nuts: dict | None = None,
     **kwargs,
 ):
     """Draw samples from the posterior with NUTS compiled through JAX.
@@ -167,6 +252,14 @@ def sample(
     cores : int, optional
         Accepted for compatibility with ``pymc.sample``; chains are spread over
         all host devices hiddenjax exposes (one per core).
+    init : str, default "auto"
+        ``"auto"`` is ``"jitter+adapt_diag"`` (Stan's windowed diagonal).
+        ``"adapt_full"`` adapts a dense mass matrix, ``"adapt_diag_grad"`` the
+        gradient-based diagonal; each with or without ``"jitter+"``. ADVI and MAP inits are refused.
+    target_accept, max_treedepth : optional
+        As in PyMC (defaults 0.8 and 10); also accepted inside ``nuts``, as are
+        ``early_max_treedepth`` (8), ``step_scale`` (0.25) and ``Emax`` (1000),
+        which may also be given as keywords. Any other NUTS argument is refused.
     chunk_size : int, optional
         Steps per compiled call between host copies (default: up to 200).
     checkpoint : str or path, optional
@@ -185,6 +278,7 @@ def sample(
         ``posterior``, ``sample_stats`` (PyMC's NUTS names), ``observed_data``,
         ``constant_data`` and, when asked for, ``log_likelihood`` and warmup groups.
     """
+    step_kwargs = _step_kwargs(kwargs)
     _refuse_unknown("sample", kwargs)
     request = _request(**{k: v for k, v in locals().items() if k in _REQUEST_ARGS})
     model = modelcontext(model)
@@ -335,8 +429,8 @@ def sample_batched(
     initvals=None,
     init: str = "auto",
     jitter_max_retries: int = 10,
-    target_accept: float = 0.8,
-    max_treedepth: int = 10,
+    target_accept: float | None = None,
+    max_treedepth: int | None = None,
     var_names: Sequence[str] | None = None,
     progressbar: bool = True,
     quiet: bool = False,
@@ -346,6 +440,7 @@ def sample_batched(
     chunk_size: int | None = None,
     device: str = "auto",
     precision: str = "float64",
+    nuts: dict | None = None,
     **kwargs,
 ):
     """Fit the same model to many datasets in one compiled program.
@@ -372,6 +467,7 @@ def sample_batched(
     """
     from hiddenjax.batched import run_batched, split_datasets
 
+    step_kwargs = _step_kwargs(kwargs)
     _refuse_unknown("sample_batched", kwargs)
     request = _request(**{k: v for k, v in locals().items() if k in _REQUEST_ARGS})
     model = modelcontext(model)

@@ -89,3 +89,28 @@ def test_unknown_device_and_precision_are_refused():
         hj.sample(model=hierarchical_regression(), precision="float16", **FAST)
     with pytest.raises(ValueError, match="device='tpu'"):
         hj.sample(model=hierarchical_regression(), device="tpu", **FAST)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"init": "advi+adapt_diag"}, "ADVI or MAP"),
+    ({"nuts": {"gamma": 0.1}}, "'gamma'"),
+    ({"target_accept": 0.9, "nuts": {"target_accept": 0.95}}, "defined twice"),
+    ({"early_max_treedepth": 0}, "early_max_treedepth"),
+    ({"nuts": {"step_scale": -1.0}}, "step_scale"),
+])
+def test_nuts_options_are_checked_in_pymc_terms(kwargs, message):
+    from hiddenjax.api import _nuts_settings, _check_init
+
+    with pytest.raises((ValueError, TypeError), match=message):
+        _check_init(kwargs.pop("init", "auto"))
+        step = {k: kwargs.pop(k) for k in ("early_max_treedepth",) if k in kwargs}
+        _nuts_settings(kwargs.get("target_accept"), None, kwargs.get("nuts"), step)
+
+
+def test_nuts_dict_and_keywords_reach_the_sampler_program():
+    from hiddenjax.api import _nuts_settings
+
+    got = _nuts_settings(None, 7, {"target_accept": 0.9, "early_max_treedepth": 5},
+                         {"step_scale": 0.5})
+    assert got == {"target_accept": 0.9, "max_treedepth": 7, "early_max_treedepth": 5,
+                   "step_scale": 0.5, "max_energy_error": 1000.0}

@@ -149,11 +149,6 @@ def test_prior_predictive_is_reproducible_and_takes_var_names():
         sample_prior_predictive(5, model=model, var_names=["sigma_log__"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PyTensor 2.38's JAX sampler for CategoricalRV passes logit(p) to jax.random.categorical, "
-    "which takes log-probabilities; Categorical, Mixture and zero-inflated draws are biased "
-    "until a stand-in sampler (compile/dispatch) uses log(p)."
-))
 def test_categorical_and_mixture_draws_match_pymc():
     with pm.Model() as model:
         pm.Categorical("c", p=np.array([0.2, 0.3, 0.5]))

@@ -34,7 +34,9 @@ def rewrite_query() -> RewriteDatabaseQuery:
     """The graph rewrites every hiddenjax compilation applies before lowering."""
     import pymc.logprob.utils  # noqa: F401  (registers CHECK_TO_NINF in PyTensor's optdb)
 
-    return RewriteDatabaseQuery(include=["fast_run", "jax"]).including(CHECK_TO_NINF)
+    from hiddenjax.compile.rewrites import TAG
+
+    return RewriteDatabaseQuery(include=["fast_run", "jax", TAG]).including(CHECK_TO_NINF)
 
 
 def hiddenjax_mode() -> Mode:

@@ -4,11 +4,13 @@ Walks every node of a FunctionGraph, inner graphs included (``Composite``,
 ``ScalarLoop``, ``Scan``, ``OpFromGraph`` and PyMC's symbolic random variables),
 and for each Op:
 
-1. keeps it if PyTensor (or :mod:`hiddenjax.compile.dispatch`) lowers it;
-2. otherwise swaps in hiddenjax's stand-in for it when there is one (an Op whose
+1. swaps in hiddenjax's correction when PyTensor's lowering of it is known to
+   be wrong (see :func:`hiddenjax.compile.dispatch.substitutes.correction_for`);
+2. keeps it if PyTensor (or :mod:`hiddenjax.compile.dispatch`) lowers it;
+3. otherwise swaps in hiddenjax's stand-in for it when there is one (an Op whose
    PyTensor lowering needs an optional package, see
    :mod:`hiddenjax.compile.dispatch.substitutes`);
-3. otherwise reports it, with the nearest named model variable it feeds, and
+4. otherwise reports it, with the nearest named model variable it feeds, and
    either wraps it in a host callback (one warning for the whole graph) or,
    with ``strict=True``, raises :class:`UnsupportedOpError` listing all of them.
 
@@ -27,7 +29,7 @@ import warnings
 from dataclasses import dataclass, replace
 
 from pytensor.compile.builders import OpFromGraph
-from pytensor.graph.basic import Apply, Variable
+from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.traversal import ancestors
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.op import Op
@@ -40,6 +42,7 @@ from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.random.op import RandomVariable
 
 from hiddenjax.compile.dispatch.host_callback import HostCallback, can_run_on_host
+from hiddenjax.compile.dispatch.loop import JaxWhileScan, while_scan_refusal
 from hiddenjax.compile.dispatch.substitutes import stand_in
 
 _FIX = (
@@ -206,6 +209,9 @@ class _Walker:
         op = node.op
         if _has_inner_graph(op):
             return self._visit_container(node, inside, name)
+        correction = _stand_in_for(op, corrections_only=True)
+        if correction is not None:
+            return correction
         reason = _lowers(op, node)
         if reason is None:
             return None
@@ -217,9 +223,10 @@ class _Walker:
     def _visit_container(self, node: Apply, inside, name) -> Op | None:
         op = node.op
         if isinstance(op, Scan) and op.info.as_while:
-            return self._unsupported(
-                node, inside, name, "while-style Scan (until condition) has no JAX lowering"
-            )
+            reason = while_scan_refusal(op, _stored_lengths(op, node))
+            if reason is not None:
+                # Its outputs have data-dependent lengths: no callback can declare them.
+                return self._unsupported(node, inside, name, reason, on_host=False)
         inner_op = op.scalar_op if isinstance(op, Elemwise) else op
         inner = _prepared_inner_fgraph(inner_op)
         label = (*inside, str(inner_op))
@@ -234,13 +241,15 @@ class _Walker:
                 return HostCallback(op) if self.fallback and on_host else None
         else:
             changed = self._walk(inner, label, name)
+        if isinstance(op, Scan) and op.info.as_while:
+            return _with_inner_fgraph(_as_while_scan(op), inner)
         if not changed:
             return None
         new_inner = _with_inner_fgraph(inner_op, inner)
         return _rewrap(op, new_inner) if isinstance(op, Elemwise) else new_inner
 
-    def _unsupported(self, node, inside, name, reason) -> Op | None:
-        on_host = can_run_on_host(node)
+    def _unsupported(self, node, inside, name, reason, on_host=None) -> Op | None:
+        on_host = can_run_on_host(node) if on_host is None else on_host
         self.found.append(
             UnsupportedOp(
                 op=str(node.op),
@@ -262,18 +271,33 @@ def _has_inner_graph(op: Op) -> bool:
     return isinstance(op, ScalarInnerGraphOp | Scan | OpFromGraph)
 
 
-def _stand_in_for(op: Op) -> Op | None:
+def _stand_in_for(op: Op, corrections_only: bool = False) -> Op | None:
     if isinstance(op, Elemwise):
-        scalar = stand_in(op.scalar_op)
+        scalar = stand_in(op.scalar_op, corrections_only=corrections_only)
         return _rewrap(op, scalar) if scalar is not None else None
     if isinstance(op, Blockwise):
-        core = stand_in(op.core_op)
+        core = stand_in(op.core_op, corrections_only=corrections_only)
         if core is None:
             return None
         new = copy.copy(op)
         new.core_op = core
         return new
-    return stand_in(op)
+    return stand_in(op, corrections_only=corrections_only)
+
+
+def _stored_lengths(op: Scan, node: Apply) -> list[int | None]:
+    """How many steps each traced output of a Scan node keeps (None where not static)."""
+    buffers = [*op.outer_mitsot(node.inputs), *op.outer_sitsot(node.inputs)]
+    lengths = [b.type.shape[0] for b in buffers]
+    for n in op.outer_nitsot(node.inputs):
+        lengths.append(int(n.data) if isinstance(n, Constant) else None)
+    return lengths
+
+
+def _as_while_scan(op: Scan) -> JaxWhileScan:
+    new = copy.copy(op)
+    new.__class__ = JaxWhileScan
+    return new
 
 
 def _rewrap(op: Elemwise, scalar_op) -> Elemwise:
@@ -285,10 +309,15 @@ def _prepared_inner_fgraph(op: Op) -> FunctionGraph:
     inner = op.fgraph.clone()
     if isinstance(op, Scan):
         # PyTensor's Scan lowering rewrites the inner graph before lowering it; do it
-        # first so Ops those rewrites introduce get stand-ins too.
+        # first so Ops those rewrites introduce get stand-ins too, and apply hiddenjax's
+        # own rewrites (masked updates in rejection-sampling loops).
         from pytensor.compile.mode import JAX, get_mode
 
-        rewriter = get_mode(op.mode).including("jax").excluding("numba", *JAX._optimizer.exclude)
+        from hiddenjax.compile.rewrites import TAG
+
+        rewriter = (
+            get_mode(op.mode).including("jax", TAG).excluding("numba", *JAX._optimizer.exclude)
+        )
         rewriter.optimizer(inner)
     return inner
 

@@ -11,12 +11,23 @@ from hiddenjax.samplers.integrators import (
     velocity_verlet,
 )
 from hiddenjax.samplers.mass_matrix import (
+    ADAPTATIONS,
     MassMatrixAdaptation,
     WelfordState,
+    gradient_variance,
     regularize_variance,
+    welford_covariance,
     welford_variance,
 )
-from hiddenjax.samplers.metrics import is_turning, kinetic_energy, sample_momentum, velocity
+from hiddenjax.samplers.metrics import (
+    Metric,
+    dense_metric,
+    diagonal_metric,
+    is_turning,
+    kinetic_energy,
+    sample_momentum,
+    velocity,
+)
 from hiddenjax.samplers.nuts import NUTSInfo, NUTSState, build_kernel
 from hiddenjax.samplers.nuts import init as nuts_init
 from hiddenjax.samplers.program import ChainState, NUTSProgram, StepInfo, build_nuts_program
@@ -29,11 +40,13 @@ from hiddenjax.samplers.step_size import (
 from hiddenjax.samplers.warmup import WarmupSchedule, build_schedule, in_window, is_window_end
 
 __all__ = [
+    "ADAPTATIONS",
     "ChainState",
     "DualAveraging",
     "DualAveragingState",
     "IntegratorState",
     "MassMatrixAdaptation",
+    "Metric",
     "NUTSInfo",
     "NUTSProgram",
     "NUTSState",
@@ -43,7 +56,10 @@ __all__ = [
     "build_kernel",
     "build_nuts_program",
     "build_schedule",
+    "dense_metric",
+    "diagonal_metric",
     "dual_averaging",
+    "gradient_variance",
     "hamiltonian",
     "in_window",
     "initial_step_size",
@@ -56,5 +72,6 @@ __all__ = [
     "sample_momentum",
     "velocity",
     "velocity_verlet",
+    "welford_covariance",
     "welford_variance",
 ]

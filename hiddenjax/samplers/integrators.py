@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from hiddenjax.samplers.metrics import kinetic_energy, velocity
+from hiddenjax.samplers.metrics import as_metric, kinetic_energy, velocity
 
 __all__ = ["IntegratorState", "hamiltonian", "new_integrator_state", "velocity_verlet"]
 
@@ -105,7 +105,7 @@ def velocity_verlet(logdensity_fn: Callable) -> Callable:
     ) -> IntegratorState:
         dtype = state.position.dtype
         step_size = jnp.asarray(step_size, dtype)
-        inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype)
+        inverse_mass_matrix = as_metric(inverse_mass_matrix, dtype)
         half = 0.5 * step_size
         momentum = state.momentum + half * state.logdensity_grad
         position = state.position + step_size * velocity(momentum, inverse_mass_matrix)

@@ -41,7 +41,7 @@ from hiddenjax.samplers.integrators import (
     new_integrator_state,
     velocity_verlet,
 )
-from hiddenjax.samplers.metrics import is_turning, sample_momentum
+from hiddenjax.samplers.metrics import as_metric, is_turning, sample_momentum, velocity
 
 __all__ = ["NUTSInfo", "NUTSState", "build_kernel", "init"]
 
@@ -185,15 +185,15 @@ def _blocks_turning(ck, momentum, index, levels, sizes, inverse_mass_matrix) -> 
     leaf of the right half, and last leaf of the left half plus right half.
     """
     imm = inverse_mass_matrix
-    velocity_end = imm * momentum
-    velocity_start = imm * ck.start_momentum
+    velocity_end = velocity(momentum, imm)
+    velocity_start = velocity(ck.start_momentum, imm)
     whole = is_turning(velocity_start, velocity_end, ck.momentum_sum)
     right_start = _shift_level(ck.start_momentum)
     right_sum = _shift_level(ck.momentum_sum)
     left_sum = _shift_level(ck.left_sum)
     left_end = _shift_level(ck.left_end_momentum)
-    across_start = is_turning(velocity_start, imm * right_start, left_sum + right_start)
-    across_end = is_turning(imm * left_end, velocity_end, left_end + right_sum)
+    across_start = is_turning(velocity_start, velocity(right_start, imm), left_sum + right_start)
+    across_end = is_turning(velocity(left_end, imm), velocity_end, left_end + right_sum)
     turning = whole | ((levels >= 2) & (across_start | across_end))
     completed = ((index + 1) % sizes == 0) & (levels >= 1)
     return jnp.any(completed & turning)
@@ -282,10 +282,12 @@ def _merge_turning(traj: _Trajectory, sub: _Subtree, depth, forward, imm) -> Arr
     right_begin = jnp.where(forward, sub_first, traj.left.momentum)
     right_end = jnp.where(forward, sub_last, traj.right.momentum)
     right_sum = jnp.where(forward, sub_sum, traj.momentum_sum)
+    v_left_begin, v_left_end = velocity(left_begin, imm), velocity(left_end, imm)
+    v_right_begin, v_right_end = velocity(right_begin, imm), velocity(right_end, imm)
     return (
-        is_turning(imm * left_begin, imm * right_end, left_sum + right_sum)
-        | is_turning(imm * left_begin, imm * right_begin, left_sum + right_begin)
-        | is_turning(imm * left_end, imm * right_end, left_end + right_sum)
+        is_turning(v_left_begin, v_right_end, left_sum + right_sum)
+        | is_turning(v_left_begin, v_right_begin, left_sum + right_begin)
+        | is_turning(v_left_end, v_right_end, left_end + right_sum)
     )
 
 
@@ -305,16 +307,19 @@ def _merge(key, traj: _Trajectory, sub: _Subtree, forward, imm) -> _Trajectory:
 
 
 def _trajectory_builder(logdensity_fn: Callable, max_treedepth: int, max_energy_error: float):
-    """``build(key, start, directions, step_size, imm) -> _Trajectory``.
+    """``build(key, start, directions, step_size, imm, max_depth=max_treedepth) -> _Trajectory``.
 
     ``start`` is the initial phase-space point and ``directions`` holds
     ``max_treedepth`` signs (+1 forward, -1 backward), one per doubling.
+    ``max_depth`` (traced, at most ``max_treedepth``) caps the doublings of
+    this trajectory.
     """
     build_subtree = _subtree_builder(
         velocity_verlet(logdensity_fn), max_treedepth, max_energy_error
     )
 
-    def build(key, start: IntegratorState, directions, step_size, imm) -> _Trajectory:
+    def build(key, start: IntegratorState, directions, step_size, imm,
+              max_depth=max_treedepth) -> _Trajectory:
         h0 = hamiltonian(start, imm)
 
         def double(traj: _Trajectory) -> _Trajectory:
@@ -335,7 +340,7 @@ def _trajectory_builder(logdensity_fn: Callable, max_treedepth: int, max_energy_
             return grown._replace(stats=sub.stats, depth=traj.depth + 1)
 
         def keep_going(traj: _Trajectory) -> Array:
-            return (traj.depth < max_treedepth) & ~traj.turning & ~traj.diverging
+            return (traj.depth < max_depth) & ~traj.turning & ~traj.diverging
 
         dtype = h0.dtype
         first = _Trajectory(
@@ -397,9 +402,12 @@ def build_kernel(
     Returns
     -------
     callable
-        ``step(key, state, step_size, inverse_mass_matrix) -> (NUTSState, NUTSInfo)``,
-        pure and compatible with ``jit``, ``vmap`` and ``scan``. The step size
-        and the diagonal inverse mass matrix are cast to the position's dtype.
+        ``step(key, state, step_size, metric, max_depth=max_treedepth) -> (NUTSState,
+        NUTSInfo)``, pure and compatible with ``jit``, ``vmap`` and ``scan``.
+        ``metric`` is a ``Metric`` or the diagonal of the inverse mass matrix;
+        it and the step size are cast to the position's dtype. ``max_depth``
+        (may be traced) lowers the depth cap for this transition, as PyMC's
+        ``early_max_treedepth`` does early in warmup.
 
     Raises
     ------
@@ -410,16 +418,16 @@ def build_kernel(
     _check_kernel_args(max_treedepth, max_energy_error)
     build_trajectory = _trajectory_builder(logdensity_fn, max_treedepth, float(max_energy_error))
 
-    def step(key, state: NUTSState, step_size, inverse_mass_matrix):
+    def step(key, state: NUTSState, step_size, inverse_mass_matrix, max_depth=max_treedepth):
         dtype = state.position.dtype
-        imm = jnp.asarray(inverse_mass_matrix, dtype)
+        imm = as_metric(inverse_mass_matrix, dtype)
         step_size = jnp.asarray(step_size, dtype)
         momentum_key, direction_key, tree_key = jax.random.split(key, 3)
         momentum = sample_momentum(momentum_key, state.position, imm)
         start = IntegratorState(state.position, momentum, state.logdensity, state.logdensity_grad)
         forward = jax.random.bernoulli(direction_key, 0.5, (max_treedepth,))
         directions = jnp.where(forward, 1, -1).astype(jnp.int32)
-        traj = build_trajectory(tree_key, start, directions, step_size, imm)
+        traj = build_trajectory(tree_key, start, directions, step_size, imm, max_depth)
         proposal = traj.proposal
         info = NUTSInfo(
             acceptance_rate=jnp.exp(traj.stats.log_accept_sum) / traj.stats.n_steps,
@@ -429,7 +437,7 @@ def build_kernel(
             max_energy_error=traj.stats.max_energy_error,
             n_steps=traj.stats.n_steps,
             tree_depth=traj.depth,
-            reached_max_treedepth=(traj.depth == max_treedepth)
+            reached_max_treedepth=(traj.depth == max_depth)
             & ~traj.turning
             & ~traj.diverging,
         )

@@ -23,15 +23,19 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
 from jax.typing import ArrayLike
 
 from hiddenjax.samplers import nuts
-from hiddenjax.samplers.mass_matrix import WelfordState, welford_variance
+from hiddenjax.samplers.mass_matrix import ADAPTATIONS
+from hiddenjax.samplers.metrics import Metric
 from hiddenjax.samplers.step_size import DualAveragingState, dual_averaging, initial_step_size
 from hiddenjax.samplers.warmup import WarmupSchedule, build_schedule, in_window, is_window_end
 
 __all__ = ["ChainState", "NUTSProgram", "StepInfo", "build_nuts_program"]
+
+# PyMC's NUTS caps the tree depth at ``early_max_treedepth`` for this many warmup steps.
+EARLY_STEPS = 200
 
 
 class ChainState(NamedTuple):
@@ -41,12 +45,12 @@ class ChainState(NamedTuple):
     """Position with its cached log-density and gradient."""
     step_size: Array
     """Step size of the next transition (float64 scalar)."""
-    inverse_mass_matrix: Array
-    """Diagonal inverse mass matrix of the next transition (float64)."""
+    metric: Metric
+    """Inverse mass matrix of the next transition (float64)."""
     step_size_adaptation: DualAveragingState
     """Dual-averaging accumulators."""
-    mass_matrix_adaptation: WelfordState
-    """Welford accumulators of the current slow window."""
+    mass_matrix_adaptation: NamedTuple
+    """Accumulators of the current slow window, in the adaptation scheme's state."""
 
 
 class StepInfo(NamedTuple):
@@ -89,7 +93,8 @@ class NUTSProgram(NamedTuple):
     """``position(state) -> Array``: the chain's current position."""
 
 
-def _check_program_args(num_tune, target_accept) -> None:
+def _check_program_args(num_tune, target_accept, adaptation, early_max_treedepth,
+                        step_scale) -> None:
     """Refuse static warmup settings that cannot work, naming the fix."""
     if isinstance(num_tune, bool) or not isinstance(num_tune, int) or num_tune < 0:
         raise ValueError(
@@ -102,6 +107,21 @@ def _check_program_args(num_tune, target_accept) -> None:
             f"target_accept must be in (0, 1), got {target_accept!r}; "
             "the default is 0.8, and 0.9 to 0.99 helps with divergences."
         )
+    if adaptation not in ADAPTATIONS:
+        raise ValueError(
+            f"adaptation={adaptation!r} is not a mass-matrix adaptation; "
+            f"use one of {', '.join(map(repr, ADAPTATIONS))}."
+        )
+    if isinstance(early_max_treedepth, bool) or not isinstance(early_max_treedepth, int) \
+            or early_max_treedepth < 1:
+        raise ValueError(
+            f"early_max_treedepth must be a positive integer, got {early_max_treedepth!r}; "
+            "the default is 8."
+        )
+    valid = not isinstance(step_scale, bool) and isinstance(step_scale, (int, float))
+    if not valid or not math.isfinite(step_scale) or step_scale <= 0:
+        raise ValueError(f"step_scale must be a positive number, got {step_scale!r}; "
+                         "the default is 0.25.")
 
 
 def _step_info(nuts_info: nuts.NUTSInfo, lp, step_size, step_size_bar, reached) -> StepInfo:
@@ -131,9 +151,12 @@ def build_nuts_program(
     *,
     target_accept: float = 0.8,
     max_treedepth: int = 10,
+    early_max_treedepth: int = 8,
     max_energy_error: float = 1000.0,
+    adaptation: str = "diag",
+    step_scale: float = 0.25,
 ) -> NUTSProgram:
-    """NUTS with Stan's windowed adaptation of step size and diagonal mass matrix.
+    """NUTS with Stan's windowed adaptation of the step size and the mass matrix.
 
     Parameters
     ----------
@@ -141,13 +164,20 @@ def build_nuts_program(
         ``logdensity_fn(position) -> scalar`` for a 1-D float position.
     num_tune : int
         Number of warmup steps, ``>= 0``. With 0 there is no adaptation: the
-        identity mass matrix and the initial step size are used throughout.
+        scheme's starting metric and the initial step size are used throughout.
     target_accept : float, default 0.8
         Acceptance statistic dual averaging aims for, in ``(0, 1)``.
     max_treedepth : int, default 10
         Maximum number of trajectory doublings.
+    early_max_treedepth : int, default 8
+        Maximum doublings during the first ``EARLY_STEPS`` warmup steps, as
+        PyMC's NUTS (capped by ``max_treedepth``).
     max_energy_error : float, default 1000.0
         Energy error from which a leapfrog step counts as divergent.
+    adaptation : str, default "diag"
+        Mass-matrix scheme, a key of ``mass_matrix.ADAPTATIONS``.
+    step_scale : float, default 0.25
+        The first step size is ``step_scale / n_dim ** 0.25``, as PyMC.
 
     Returns
     -------
@@ -159,11 +189,15 @@ def build_nuts_program(
     ValueError
         If an argument is out of range.
     """
-    _check_program_args(num_tune, target_accept)
+    _check_program_args(num_tune, target_accept, adaptation, early_max_treedepth, step_scale)
     kernel = nuts.build_kernel(logdensity_fn, max_treedepth, max_energy_error)
     schedule = build_schedule(num_tune)
     step_adapt = dual_averaging(target_accept)
-    mass_adapt = welford_variance()
+    early_depth = min(early_max_treedepth, max_treedepth)
+
+    def scheme(n_dim: int):
+        longest = max((end - begin for begin, end in schedule.windows), default=1)
+        return ADAPTATIONS[adaptation](n_dim, longest)
 
     def init(position: ArrayLike) -> ChainState:
         position = jnp.asarray(position)
@@ -172,19 +206,26 @@ def build_nuts_program(
                 f"The NUTS position must be a 1-D array, got shape {position.shape}; "
                 "ravel the free variables into one flat vector."
             )
-        step_size = initial_step_size(position.shape[0])
+        n_dim = position.shape[0]
+        mass_adapt = scheme(n_dim)
+        step_size = initial_step_size(n_dim, step_scale)
+        start = nuts.init(position, logdensity_fn)
         return ChainState(
-            nuts=nuts.init(position, logdensity_fn),
+            nuts=start,
             step_size=jnp.asarray(step_size, jnp.float64),
-            inverse_mass_matrix=jnp.ones(position.shape, jnp.float64),
+            metric=mass_adapt.start(start.position, start.logdensity_grad),
             step_size_adaptation=step_adapt.init(step_size),
-            mass_matrix_adaptation=mass_adapt.init(position.shape[0]),
+            mass_matrix_adaptation=mass_adapt.init(n_dim),
         )
 
-    warmup_step = _warmup_step_fn(kernel, schedule, step_adapt, mass_adapt)
+    def warmup_step(key: Array, state: ChainState, step_index: ArrayLike):
+        mass_adapt = scheme(state.nuts.position.shape[0])
+        max_depth = jnp.where(step_index < EARLY_STEPS, early_depth, max_treedepth)
+        return _warmup_step(kernel, schedule, step_adapt, mass_adapt, key, state, step_index,
+                            max_depth)
 
     def sample_step(key: Array, state: ChainState) -> tuple[ChainState, StepInfo]:
-        nuts_state, info = kernel(key, state.nuts, state.step_size, state.inverse_mass_matrix)
+        nuts_state, info = kernel(key, state.nuts, state.step_size, state.metric)
         stats = _step_info(
             info, nuts_state.logdensity, state.step_size, state.step_size,
             info.reached_max_treedepth,
@@ -197,46 +238,51 @@ def build_nuts_program(
     return NUTSProgram(init, warmup_step, sample_step, position)
 
 
-def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, position, step):
-    """Welford state and inverse mass matrix after warmup step ``step``; whether a window ended."""
-    welford = state.mass_matrix_adaptation
-    welford = _select(in_window(schedule, step), mass_adapt.update(welford, position), welford)
+def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, nuts_state, step):
+    """Window accumulators and metric after warmup step ``step``; whether a window ended.
+
+    The metric is only recomputed at a window's end (``lax.cond`` on the
+    step index, which every chain shares, so a dense or low-rank estimate
+    costs nothing on other steps).
+    """
+    window = state.mass_matrix_adaptation
+    fed = mass_adapt.update(window, nuts_state.position, nuts_state.logdensity_grad)
+    window = _select(in_window(schedule, step), fed, window)
     ended = is_window_end(schedule, step)
-    # A one-draw window (Stan's schedule allows it) has no variance: keep the matrix.
-    update = ended & (welford.count >= 2)
-    imm = jnp.where(update, mass_adapt.final(welford), state.inverse_mass_matrix)
-    welford = _select(ended, mass_adapt.init(welford.mean.shape[0]), welford)
-    return welford, imm, ended
+
+    def new_metric(window):
+        # A one-draw window (Stan's schedule allows it) has no variance: keep the metric.
+        return _select(window.count >= 2, mass_adapt.final(window), state.metric)
+
+    metric = lax.cond(ended, new_metric, lambda window: state.metric, window)
+    window = _select(ended, mass_adapt.init(nuts_state.position.shape[0]), window)
+    return window, metric, ended
 
 
-def _warmup_step_fn(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt) -> Callable:
-    """``warmup_step(key, state, step_index)``: one transition, then adaptation."""
+def _warmup_step(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt, key, state,
+                 step_index, max_depth):
+    """One warmup transition, then adaptation of step size and mass matrix."""
     last_step = schedule.num_tune - 1
-
-    def warmup_step(key: Array, state: ChainState, step_index: ArrayLike):
-        nuts_state, info = kernel(key, state.nuts, state.step_size, state.inverse_mass_matrix)
-        dual = step_adapt.update(state.step_size_adaptation, info.acceptance_rate)
-        step_size_bar = step_adapt.final(dual)
-        welford, imm, ended = _mass_matrix_step(
-            mass_adapt, schedule, state, nuts_state.position, step_index
-        )
-        # A new metric calls for a new step size: restart around the current one.
-        next_step_size = jnp.exp(dual.log_step_size)
-        dual = _select(ended, step_adapt.init(next_step_size), dual)
-        next_step_size = jnp.where(step_index == last_step, step_adapt.final(dual), next_step_size)
-        new_state = ChainState(
-            nuts=nuts_state,
-            step_size=next_step_size,
-            inverse_mass_matrix=imm,
-            step_size_adaptation=dual,
-            mass_matrix_adaptation=welford,
-        )
-        stats = _step_info(
-            info, nuts_state.logdensity, state.step_size, step_size_bar, jnp.bool_(False)
-        )
-        return new_state, stats
-
-    return warmup_step
+    nuts_state, info = kernel(key, state.nuts, state.step_size, state.metric, max_depth)
+    dual = step_adapt.update(state.step_size_adaptation, info.acceptance_rate)
+    step_size_bar = step_adapt.final(dual)
+    window, metric, ended = _mass_matrix_step(mass_adapt, schedule, state, nuts_state,
+                                              step_index)
+    # A new metric calls for a new step size: restart around the current one.
+    next_step_size = jnp.exp(dual.log_step_size)
+    dual = _select(ended, step_adapt.init(next_step_size), dual)
+    next_step_size = jnp.where(step_index == last_step, step_adapt.final(dual), next_step_size)
+    new_state = ChainState(
+        nuts=nuts_state,
+        step_size=next_step_size,
+        metric=metric,
+        step_size_adaptation=dual,
+        mass_matrix_adaptation=window,
+    )
+    stats = _step_info(
+        info, nuts_state.logdensity, state.step_size, step_size_bar, jnp.bool_(False)
+    )
+    return new_state, stats
 
 
 def _select(pred: Array, on_true, on_false):

@@ -118,14 +118,14 @@ def warmup_run():
 
 def test_mass_matrix_set_at_window_ends_from_the_window_draws(warmup_run):
     positions = np.asarray(warmup_run.warmup_states.nuts.position)  # (steps, chains, dim)
-    imm = np.asarray(warmup_run.warmup_states.inverse_mass_matrix)
+    imm = np.asarray(warmup_run.warmup_states.metric.diagonal)
     previous = np.concatenate([np.ones_like(imm[:1]), imm[:-1]])
     changed = np.nonzero(np.any(imm != previous, axis=(1, 2)))[0]
     np.testing.assert_array_equal(changed, [99, 149])
     for start, end in build_schedule(200).windows:
         want = regularize_variance(positions[start:end].var(axis=0, ddof=1), end - start)
         np.testing.assert_allclose(imm[end - 1], want, rtol=1e-12)
-    np.testing.assert_array_equal(warmup_run.final.inverse_mass_matrix, imm[-1])
+    np.testing.assert_array_equal(warmup_run.final.metric.diagonal, imm[-1])
 
 
 def test_window_ends_reset_welford_and_restart_dual_averaging(warmup_run):
@@ -177,18 +177,18 @@ def test_reached_max_treedepth_only_reported_after_warmup():
 def test_no_tuning_keeps_identity_and_initial_step_size():
     program = build_nuts_program(_gaussian, 0)
     state = program.init(jnp.array([0.1, 0.5, 3.0]))
-    np.testing.assert_array_equal(state.inverse_mass_matrix, np.ones(3))
+    np.testing.assert_array_equal(state.metric.diagonal, np.ones(3))
     assert float(state.step_size) == pytest.approx(0.25 / 3**0.25, rel=1e-15)
     run = run_program(program, jax.random.key(0), np.zeros((2, 3)), 0, 10)
     np.testing.assert_array_equal(run.info.step_size, float(state.step_size))
     np.testing.assert_array_equal(run.info.step_size_bar, run.info.step_size)
-    np.testing.assert_array_equal(run.final.inverse_mass_matrix, np.ones((2, 3)))
+    np.testing.assert_array_equal(run.final.metric.diagonal, np.ones((2, 3)))
 
 
 def test_short_tuning_adapts_the_step_size_only():
     program = build_nuts_program(_gaussian, 10)
     run = run_program(program, jax.random.key(0), np.zeros((2, 3)), 10, 5)
-    np.testing.assert_array_equal(run.final.inverse_mass_matrix, np.ones((2, 3)))
+    np.testing.assert_array_equal(run.final.metric.diagonal, np.ones((2, 3)))
     avg = np.exp(np.asarray(run.warmup_states.step_size_adaptation.log_step_size_avg[-1]))
     np.testing.assert_allclose(run.final.step_size, avg, rtol=1e-14)
 
@@ -226,7 +226,7 @@ def test_float32_positions():
     run = run_program(program, jax.random.key(0), np.ones((2, 3), np.float32), 30, 10)
     assert run.final.nuts.position.dtype == jnp.float32
     assert run.final.step_size.dtype == jnp.float64
-    assert run.final.inverse_mass_matrix.dtype == jnp.float64
+    assert run.final.metric.diagonal.dtype == jnp.float64
     assert run.info.lp.dtype == jnp.float64
     assert np.all(np.isfinite(np.asarray(run.states.nuts.position)))
 

@@ -35,6 +35,8 @@ class HostCallback(Op):
 
     def __init__(self, op: Op):
         self.op = op
+        # Same outputs as ``op``, so the same one is the default (a random variable's draw).
+        self.default_output = op.default_output
 
     def make_node(self, *inputs):
         inner = self.op.make_node(*inputs)
@@ -144,7 +146,7 @@ def _callback_random_variable(op: RandomVariable, node: Apply):
     rv = node.outputs[1]
     result = jax.ShapeDtypeStruct(rv.type.shape, rv.type.dtype)
     # The batch shape is static (see can_run_on_host), so it serves as ``size`` either way.
-    size = tuple(rv.type.shape[: op.batch_ndim(node)])
+    size = tuple(rv.type.shape[: rv.type.ndim - op.ndim_supp])
 
     def draw(key_data, *params):
         generator = np.random.default_rng(np.asarray(key_data, np.uint32).tolist())

@@ -2,7 +2,8 @@
 
 Registered on ``jax_sample_fn`` for RV types that have no sampler of their own.
 ``BinomialRV``, whose PyTensor sampler needs NumPyro, gets a stand-in subclass
-instead (see :mod:`.substitutes`). Each ``sample_fn(key, size, dtype, *params)``
+instead, and so does ``CategoricalRV``, whose PyTensor sampler draws from the
+wrong probabilities (see :mod:`.substitutes`). Each ``sample_fn(key, size, dtype, *params)``
 returns draws of shape ``size`` (batch shape) plus the RV's core shape.
 """
 
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import pytensor.tensor.random.basic as ptr
 from pymc.distributions.continuous import (
+    InterpolatedRV,
     MoyalRV,
     RiceRV,
     SkewNormalRV,
@@ -20,10 +22,16 @@ from pymc.distributions.continuous import (
     WaldRV,
 )
 from pymc.distributions.discrete import DiscreteUniformRV
-from pymc.distributions.multivariate import MatrixNormalRV, StickBreakingWeightsRV, WishartRV
+from pymc.distributions.multivariate import (
+    CARRV,
+    MatrixNormalRV,
+    StickBreakingWeightsRV,
+    WishartRV,
+)
+from pytensor.tensor.type import TensorType
 from pytensor.link.jax.dispatch.random import jax_sample_fn
 
-from hiddenjax.compile.dispatch.substitutes import substitute_for
+from hiddenjax.compile.dispatch.substitutes import correction_for, substitute_for
 
 
 def _batch_shape(size, *params, core_ndims=None):
@@ -105,6 +113,42 @@ def funcify_TriangularRV(op, node):
     return triangular
 
 
+@jax_sample_fn.register(ptr.WeibullRV)
+def funcify_WeibullRV(op, node):
+    def weibull(key, size, dtype, shape):
+        u = jax.random.uniform(key, _batch_shape(size, shape), dtype)
+        return (-jnp.log1p(-u)) ** (1 / shape)
+
+    return weibull
+
+
+@jax_sample_fn.register(ptr.HyperGeometricRV)
+def funcify_HyperGeometricRV(op, node):
+    def hypergeometric(key, size, dtype, ngood, nbad, nsample):
+        """Good items among ``nsample`` drawn one at a time without replacement.
+
+        Drawing n of N items leaves N - n behind, so the loop counts good items
+        among the fewer of the two: min(n, N - n) steps, the largest over the batch.
+        """
+        shape = _batch_shape(size, ngood, nbad, nsample)
+        good, bad, n = (jnp.broadcast_to(jnp.asarray(v), shape) for v in (ngood, nbad, nsample))
+        total = good + bad
+        flip = 2 * n > total
+        steps = jnp.where(flip, total - n, n)
+
+        def pick(i, state):
+            good_left, found = state
+            u = jax.random.uniform(jax.random.fold_in(key, i), shape)
+            hit = (i < steps) & (u * (total - i) < good_left)
+            return good_left - hit, found + hit
+
+        start = (good, jnp.zeros_like(good))
+        _, found = jax.lax.fori_loop(0, jnp.max(steps, initial=0), pick, start)
+        return jnp.where(flip, good - found, found).astype(dtype)
+
+    return hypergeometric
+
+
 @jax_sample_fn.register(DiscreteUniformRV)
 def funcify_DiscreteUniformRV(op, node):
     def discrete_uniform(key, size, dtype, lower, upper):
@@ -133,6 +177,51 @@ def funcify_MatrixNormalRV(op, node):
         return mu + rowchol @ z @ jnp.swapaxes(colchol, -1, -2)
 
     return matrix_normal
+
+
+@jax_sample_fn.register(CARRV)
+def funcify_CARRV(op, node):
+    if not isinstance(node.inputs[3].type, TensorType):
+        raise NotImplementedError(
+            "CAR with a sparse W has no JAX sampler; pass W as a dense array."
+        )
+
+    def car(key, size, dtype, mu, w, alpha, tau, w_is_valid):
+        """x = mu + L^-T z with Q = L L^T = tau (D - alpha W): covariance Q^-1 (Rue, 2001)."""
+        batch = _batch_shape(size, mu, w, alpha, tau, core_ndims=(1, 2, 0, 0, 0))
+        m = w.shape[-1]
+        alpha, tau = jnp.asarray(alpha, dtype), jnp.asarray(tau, dtype)
+        d = jnp.sum(w, axis=-2)
+        q = tau[..., None, None] * (d[..., None, :] * jnp.eye(m, dtype=dtype)
+                                     - alpha[..., None, None] * w)
+        chol = jnp.broadcast_to(jnp.linalg.cholesky(q), (*batch, m, m))
+        z = jax.random.normal(key, (*batch, m, 1), dtype)
+        x = jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")[..., 0]
+        # PyMC's sampler refuses these; NaN keeps the draw visibly invalid inside JAX.
+        valid = jnp.all(w_is_valid) & (jnp.abs(alpha) < 1)
+        return jnp.where(valid[..., None], mu + x, jnp.nan)
+
+    return car
+
+
+@jax_sample_fn.register(InterpolatedRV)
+def funcify_InterpolatedRV(op, node):
+    def interpolate_one(p, x, pdf, cdf):
+        """Invert the piecewise-quadratic CDF of a piecewise-linear density, like PyMC."""
+        i = jnp.clip(jnp.searchsorted(cdf, p) - 1, 0, x.shape[-1] - 2)
+        slope = (pdf[i + 1] - pdf[i]) / (x[i + 1] - x[i])
+        flat = jnp.abs(slope) <= 1e-8
+        mass = p - cdf[i]
+        small = jnp.where(jnp.abs(pdf[i]) <= 1e-8, 0.0, mass / pdf[i])
+        safe_slope = jnp.where(flat, 1.0, slope)
+        large = (-pdf[i] + jnp.sqrt(pdf[i] ** 2 + 2 * safe_slope * mass)) / safe_slope
+        return x[i] + jnp.where(flat, small, large)
+
+    def interpolated(key, size, dtype, x, pdf, cdf):
+        p = jax.random.uniform(key, _batch_shape(size, x, pdf, cdf, core_ndims=(1, 1, 1)), dtype)
+        return jnp.vectorize(interpolate_one, signature="(),(x),(x),(x)->()")(p, x, pdf, cdf)
+
+    return interpolated
 
 
 @jax_sample_fn.register(StickBreakingWeightsRV)
@@ -185,3 +274,23 @@ def funcify_BinomialRV(op, node):
         return draws.astype(dtype)
 
     return binomial
+
+
+@correction_for(ptr.CategoricalRV)
+class JaxCategoricalRV(ptr.CategoricalRV):
+    """``CategoricalRV`` drawn by hiddenjax with ``log(p)`` as the logits.
+
+    PyTensor's JAX sampler hands ``logit(p) = log(p / (1 - p))`` to
+    ``jax.random.categorical``, which expects log-probabilities up to a
+    constant, so its draws follow ``p / (1 - p)`` renormalised instead of ``p``.
+    """
+
+
+@jax_sample_fn.register(JaxCategoricalRV)
+def funcify_CategoricalRV(op, node):
+    def categorical(key, size, dtype, p):
+        # A zero probability gives a -inf logit, which categorical never picks.
+        draws = jax.random.categorical(key, jnp.log(p), axis=-1, shape=size)
+        return draws.astype(dtype)
+
+    return categorical

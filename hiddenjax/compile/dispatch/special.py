@@ -1,14 +1,20 @@
-"""Special functions whose PyTensor lowering needs TensorFlow Probability.
+"""Special functions whose PyTensor lowering needs TensorFlow Probability, or lacks derivatives.
 
 ``Erfcx``, ``Erfcinv``, ``Ive``, ``Iv``, ``GammaIncInv``, ``GammaIncCInv`` and
 ``BetaIncInv`` get stand-in subclasses (see :mod:`.substitutes`) lowered with
 plain ``jax.numpy``. Values match SciPy to about 1e-12 relative in float64 over
 the ranges PyMC's distributions use; the inverse functions carry implicit-function
 derivatives so ``jax.grad`` through them is exact.
+
+``BetaInc`` is lowered by PyTensor to ``jax.scipy.special.betainc``, which JAX
+cannot differentiate in ``a`` or ``b``; its correction (see
+:func:`.substitutes.correction_for`) keeps that value and differentiates it with
+PyTensor's own derivative graph (Boik and Robison-Cox, 1998), lowered to JAX.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -17,6 +23,7 @@ from jax.custom_derivatives import SymbolicZero
 from jax.scipy import special as jsp
 from pytensor.link.jax.dispatch.basic import jax_funcify
 from pytensor.scalar.math import (
+    BetaInc,
     BetaIncInv,
     Erfcinv,
     Erfcx,
@@ -26,7 +33,7 @@ from pytensor.scalar.math import (
     Ive,
 )
 
-from hiddenjax.compile.dispatch.substitutes import substitute_for
+from hiddenjax.compile.dispatch.substitutes import correction_for, substitute_for
 
 
 @substitute_for(Erfcx)
@@ -335,3 +342,62 @@ betaincinv.defjvp(_betaincinv_jvp, symbolic_zeros=True)
 @jax_funcify.register(JaxBetaIncInv)
 def funcify_BetaIncInv(op, **kwargs):
     return betaincinv
+
+
+# --- regularised incomplete beta, differentiable in a and b -------------------------
+
+
+@correction_for(BetaInc)
+class JaxBetaInc(BetaInc):
+    """``BetaInc`` with derivatives in all three arguments under ``jax.grad``."""
+
+
+@functools.cache
+def _betainc_partials(dtype: str):
+    """PyTensor's derivative graph of ``betainc`` in ``a`` and ``b``, lowered to JAX."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.fg import FunctionGraph
+
+    from hiddenjax.compile.linker import hiddenjax_mode
+    from hiddenjax.compile.preflight import make_lowerable
+
+    a, b, x = (pt.scalar(name, dtype=dtype) for name in "abx")
+    grads = pytensor.grad(pt.betainc(a, b, x), [a, b])
+    fgraph = FunctionGraph([a, b, x], grads, clone=True)
+    hiddenjax_mode().optimizer.rewrite(fgraph)
+    make_lowerable(fgraph, strict=True)
+    partials = jax_funcify(fgraph)
+    return jnp.vectorize(lambda a, b, x: tuple(partials(a, b, x)))
+
+
+@jax.custom_jvp
+def betainc(a, b, x):
+    """Regularised incomplete beta function ``I_x(a, b)``."""
+    return jsp.betainc(a, b, x)
+
+
+def _betainc_jvp(primals, tangents):
+    (a, b, x), (da, db, dx) = primals, tangents
+    dtype = jnp.result_type(a, b, x, float)
+    a, b, x = jnp.broadcast_arrays(*(jnp.asarray(t, dtype) for t in (a, b, x)))
+    value = betainc(a, b, x)
+    log_pdf = (a - 1) * jnp.log(x) + (b - 1) * jnp.log1p(-x) - jsp.betaln(a, b)
+    tangent = jnp.zeros_like(value)
+    if not isinstance(dx, SymbolicZero):
+        tangent = tangent + jnp.exp(log_pdf) * dx
+    if not (isinstance(da, SymbolicZero) and isinstance(db, SymbolicZero)):
+        ga, gb = _betainc_partials(str(dtype))(a, b, x)
+        if not isinstance(da, SymbolicZero):
+            tangent = tangent + ga * da
+        if not isinstance(db, SymbolicZero):
+            tangent = tangent + gb * db
+    return value, tangent
+
+
+betainc.defjvp(_betainc_jvp, symbolic_zeros=True)
+
+
+@jax_funcify.register(JaxBetaInc)
+def funcify_BetaInc(op, **kwargs):
+    return betainc

@@ -8,6 +8,14 @@ lowering for the subclass, and the pre-flight swaps the Op for the subclass in
 graphs where PyTensor's lowering is unavailable. The subclass inherits every
 other behaviour (Python and C implementations, gradient), so the graph keeps
 its meaning.
+
+A few PyTensor lowerings exist but compute the wrong thing (PyTensor's JAX
+sampler for ``CategoricalRV`` reads ``logit(p)`` as log-probabilities) or miss
+a derivative PyTensor itself has (``BetaInc`` in ``a`` and ``b``). Their
+stand-ins are declared with :func:`correction_for` and swapped in by the
+pre-flight whenever the Op appears, so only graphs compiled by hiddenjax see
+the difference: ``jax_sample_fn`` and ``jax_funcify`` dispatch on the exact
+class, and PyTensor's own ``JAX`` mode keeps its behaviour for everyone else.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import copy
 from pytensor.graph.op import Op
 
 _SUBSTITUTES: dict[type, type] = {}
+_CORRECTIONS: dict[type, type] = {}
 
 
 def substitute_for(original: type):
@@ -31,14 +40,40 @@ def substitute_for(original: type):
     return register
 
 
+def correction_for(original: type):
+    """Class decorator: declare ``cls`` as hiddenjax's always-used stand-in for ``original``.
+
+    For Ops whose PyTensor JAX lowering exists but gives wrong results or lacks
+    a derivative; the pre-flight swaps the stand-in in wherever the Op appears.
+    """
+
+    def register(cls: type) -> type:
+        if not issubclass(cls, original):
+            raise TypeError(f"{cls.__name__} must subclass {original.__name__} to correct it.")
+        _CORRECTIONS[original] = cls
+        return cls
+
+    return register
+
+
+def corrections() -> dict[type, type]:
+    """A copy of the table ``{PyTensor Op class: hiddenjax correcting class}``."""
+    return dict(_CORRECTIONS)
+
+
 def substitutes() -> dict[type, type]:
     """A copy of the table ``{PyTensor Op class: hiddenjax stand-in class}``."""
     return dict(_SUBSTITUTES)
 
 
-def stand_in(op: Op) -> Op | None:
-    """The stand-in for ``op`` (same state, hiddenjax's lowering), or None if it has none."""
-    cls = _SUBSTITUTES.get(type(op))
+def stand_in(op: Op, *, corrections_only: bool = False) -> Op | None:
+    """The stand-in for ``op`` (same state, hiddenjax's lowering), or None if it has none.
+
+    With ``corrections_only``, only stand-ins declared by :func:`correction_for`.
+    """
+    cls = _CORRECTIONS.get(type(op))
+    if cls is None and not corrections_only:
+        cls = _SUBSTITUTES.get(type(op))
     if cls is None:
         return None
     new = copy.copy(op)

@@ -1,0 +1,70 @@
+"""One measurement in a fresh Python process, shared by ``batched.py`` and ``chunking.py``.
+
+The parent starts ``python -m MODULE --worker ... --result PATH``; the worker
+writes one JSON object to ``PATH``. A worker that fails, crashes or runs past
+its time limit becomes a result with ``status: "error"``, never a missing row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.run import ROOT, _environment
+
+
+def run_fresh(module: str, argv: list[str], result_path: Path, env: dict,
+              timeout: float) -> dict:
+    """Run ``python -m module *argv --result result_path`` and return the JSON it wrote.
+
+    ``env`` adds variables for this process only (``XLA_FLAGS`` and
+    ``HIDDENJAX_CACHE_DIR`` are otherwise dropped). The worker's output goes
+    to ``result_path`` with the suffix ``.log``; ``process_s`` is the whole
+    process, imports included.
+    """
+    log_path = result_path.with_suffix(".log")
+    command = [sys.executable, "-m", module, *argv, "--result", str(result_path)]
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=_environment(env), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the worker and any pool it started
+            process.wait()
+            return {"status": "error", "log": str(log_path),
+                    "error": f"timed out after {timeout:.0f} s (raise --timeout)"}
+    # Other work on the machine slows every wall time; the load average shows how much there was.
+    base = {"log": str(log_path), "process_s": time.perf_counter() - started,
+            "load_1min_after": os.getloadavg()[0]}
+    if result_path.exists():
+        return {**json.loads(result_path.read_text()), **base}
+    tail = log_path.read_text()[-600:].strip().splitlines()
+    return {**base, "status": "error",
+            "error": f"worker exited with {process.returncode}: {tail[-1] if tail else ''}"}
+
+
+def error_result(err: BaseException) -> dict:
+    """A failed measurement as a result: the exception's first line and the traceback."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return {"status": "error", "error": f"{type(err).__name__}: {lines[0] if lines else ''}"[:400],
+            "traceback": traceback.format_exc()[-4000:]}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_result(path: str, result: dict) -> int:
+    """Write a worker's result as JSON; the exit code says whether it succeeded."""
+    Path(path).write_text(json.dumps(result, indent=1))
+    return 0 if result.get("status") == "ok" else 1
