@@ -488,15 +488,13 @@ def main(argv: list[str] | None = None) -> dict:
     With ``--from-json PATH`` nothing runs: the markdown next to ``PATH`` is
     rewritten from it.
     """
+    from benchmarks.fresh import worker_or_redraw
     from benchmarks.run import machine
 
     args = _parse(argv)
-    if args.worker:
-        sys.exit(worker(args))
-    if args.from_json:
-        results = json.loads(Path(args.from_json).read_text())
-        Path(args.from_json).with_suffix(".md").write_text(markdown(results))
-        return results
+    redrawn = worker_or_redraw(args, worker, markdown)
+    if redrawn is not None:
+        return redrawn
     logs = Path(tempfile.mkdtemp(prefix="hiddenjax-chunking-"))
     print(f"worker logs, draws and compilation caches: {logs}")
     timing = run_timing(args.models, args, logs)

@@ -68,3 +68,19 @@ def write_result(path: str, result: dict) -> int:
     """Write a worker's result as JSON; the exit code says whether it succeeded."""
     Path(path).write_text(json.dumps(result, indent=1))
     return 0 if result.get("status") == "ok" else 1
+
+
+def worker_or_redraw(args, worker, markdown) -> dict | None:
+    """Handle the two modes every benchmark script shares before a full run.
+
+    ``--worker``: run one measurement and exit. ``--from-json PATH``: rewrite
+    the markdown next to ``PATH`` from it and return the results. Otherwise
+    ``None``: the caller runs everything.
+    """
+    if args.worker:
+        sys.exit(worker(args))
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        Path(args.from_json).with_suffix(".md").write_text(markdown(results))
+        return results
+    return None

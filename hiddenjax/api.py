@@ -454,8 +454,11 @@ def sample_batched(
         is read as a list.
     random_seed : int, optional
         Seeds one seed per dataset (stored in each result's
-        ``posterior.attrs["random_seed"]``): dataset ``i`` gets the draws
-        ``hj.sample(random_seed=that seed)`` gives on that dataset alone.
+        ``posterior.attrs["random_seed"]``): dataset ``i`` starts as
+        ``hj.sample(random_seed=that seed)`` does on that dataset alone. The
+        draws agree with that run in distribution; they are equal only up to
+        rounding, which the batch width changes, so over long runs with many
+        datasets chains can drift apart from the single-dataset run.
 
     Other arguments mean what they mean in :func:`sample`. Datasets whose
     arrays differ in shape are grouped by shape; each group is compiled once.

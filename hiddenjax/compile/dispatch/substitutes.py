@@ -28,16 +28,21 @@ _SUBSTITUTES: dict[type, type] = {}
 _CORRECTIONS: dict[type, type] = {}
 
 
-def substitute_for(original: type):
-    """Class decorator: declare ``cls`` as hiddenjax's stand-in for ``original``."""
+def _registrar(table: dict, original: type, role: str):
+    """Class decorator entering ``cls`` in ``table`` as the stand-in for ``original``."""
 
     def register(cls: type) -> type:
         if not issubclass(cls, original):
-            raise TypeError(f"{cls.__name__} must subclass {original.__name__} to stand in for it.")
-        _SUBSTITUTES[original] = cls
+            raise TypeError(f"{cls.__name__} must subclass {original.__name__} to {role} it.")
+        table[original] = cls
         return cls
 
     return register
+
+
+def substitute_for(original: type):
+    """Class decorator: declare ``cls`` as hiddenjax's stand-in for ``original``."""
+    return _registrar(_SUBSTITUTES, original, "stand in for")
 
 
 def correction_for(original: type):
@@ -46,14 +51,7 @@ def correction_for(original: type):
     For Ops whose PyTensor JAX lowering exists but gives wrong results or lacks
     a derivative; the pre-flight swaps the stand-in in wherever the Op appears.
     """
-
-    def register(cls: type) -> type:
-        if not issubclass(cls, original):
-            raise TypeError(f"{cls.__name__} must subclass {original.__name__} to correct it.")
-        _CORRECTIONS[original] = cls
-        return cls
-
-    return register
+    return _registrar(_CORRECTIONS, original, "correct")
 
 
 def corrections() -> dict[type, type]:
