@@ -27,11 +27,15 @@ INITS = {
     "jitter+adapt_diag_grad": (True, "diag_grad"),
     "adapt_full": (False, "dense"),
     "jitter+adapt_full": (True, "dense"),
+    "adapt_low_rank": (False, "low_rank"),
+    "jitter+adapt_low_rank": (True, "low_rank"),
 }
 """Supported ``init`` strings: whether starts are jittered, and the mass-matrix scheme.
 
 PyMC's strings mean what they mean there (``adapt_full`` is Stan's dense
 windowed estimate, ``adapt_diag_grad`` the gradient-based diagonal).
+``adapt_low_rank`` is a hiddenjax extension: nutpie's low-rank modified
+mass matrix.
 """
 
 REFUSED_INITS = ("advi", "advi+adapt_diag", "advi_map", "map")
@@ -256,6 +260,10 @@ def sample(
         ``"auto"`` is ``"jitter+adapt_diag"`` (Stan's windowed diagonal).
         ``"adapt_full"`` adapts a dense mass matrix, ``"adapt_diag_grad"`` the
         gradient-based diagonal; each with or without ``"jitter+"``. ADVI and MAP inits are refused.
+        hiddenjax also accepts ``"adapt_low_rank"`` and ``"jitter+adapt_low_rank"``:
+        nutpie's low-rank modified mass matrix (``low_rank_modified_mass_matrix=True``),
+        the gradient-based diagonal times a correction along at most 10 directions of
+        strong posterior correlation, estimated at each window end.
     target_accept, max_treedepth : optional
         As in PyMC (defaults 0.8 and 10); also accepted inside ``nuts``, as are
         ``early_max_treedepth`` (8), ``step_scale`` (0.25) and ``Emax`` (1000),

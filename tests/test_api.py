@@ -114,3 +114,12 @@ def test_nuts_dict_and_keywords_reach_the_sampler_program():
                          {"step_scale": 0.5})
     assert got == {"target_accept": 0.9, "max_treedepth": 7, "early_max_treedepth": 5,
                    "step_scale": 0.5, "max_energy_error": 1000.0}
+
+
+@pytest.mark.parametrize("init", ["adapt_low_rank", "jitter+adapt_low_rank"])
+def test_low_rank_init_strings_select_nutpies_low_rank_scheme(init):
+    from hiddenjax.api import _check_init
+
+    assert _check_init(init) == (init.startswith("jitter+"), "low_rank")
+    idata = hj.sample(model=hierarchical_regression(), init=init, random_seed=2, **FAST)
+    assert np.all(np.isfinite(idata.posterior["a"]))

@@ -29,6 +29,50 @@ class HiddenJaxLinker(JAXLinker):
         make_lowerable(fgraph, stacklevel=5)
         return super().accept(fgraph, no_recycling=no_recycling, profile=profile)
 
+    def fgraph_convert(self, fgraph, input_storage, storage_map, **kwargs):
+        """Detach unused shared random generators, then lower like ``JAXLinker``.
+
+        A graph can keep a shared generator among its inputs after rewrites
+        removed every node that read it (``pm.logp`` of a mixture keeps its
+        components' generator). ``JAXLinker`` swaps each shared generator for a
+        copy by replacing its uses, which fails for one without uses.
+        """
+        for index in _unused_shared_rngs(fgraph):
+            _detach_input(fgraph, index, input_storage, storage_map)
+        return super().fgraph_convert(fgraph, input_storage, storage_map, **kwargs)
+
+
+def _unused_shared_rngs(fgraph) -> list[int]:
+    """Positions of the shared random-generator inputs of ``fgraph`` that nothing reads."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.tensor.random.type import RandomType
+
+    return [i for i, inp in enumerate(fgraph.inputs)
+            if isinstance(inp, SharedVariable) and isinstance(inp.type, RandomType)
+            and not fgraph.clients[inp]]
+
+
+def _detach_input(fgraph, index: int, input_storage: list, storage_map: dict) -> None:
+    """Put a plain variable holding a copy of the shared input's value at ``index``.
+
+    The linker converts generator inputs to JAX keys in their storage; the copy
+    keeps the user's shared generator untouched, as ``JAXLinker`` does for the
+    generators it replaces.
+    """
+    import copy
+
+    old = fgraph.inputs[index]
+    new = old.type()
+    old_storage = storage_map.pop(old)
+    new_storage = [copy.deepcopy(old_storage[0])]
+    storage_map[new] = new_storage
+    position = next(i for i, s in enumerate(input_storage) if s is old_storage)
+    input_storage[position] = new_storage
+    fgraph.add_input(new, check=False)
+    fgraph.remove_input(index, reason="HiddenJaxLinker.fgraph_convert")
+    fgraph.inputs.remove(new)
+    fgraph.inputs.insert(index, new)
+
 
 def rewrite_query() -> RewriteDatabaseQuery:
     """The graph rewrites every hiddenjax compilation applies before lowering."""

@@ -52,7 +52,7 @@ class FlatLayout(NamedTuple):
         batch = flat.shape[:-1]
         bounds = np.cumsum((0, *self.sizes))
         return {
-            name: flat[..., lo:hi].reshape(*batch, *shape)
+            name: flat[..., lo:hi].reshape((*batch, *shape))
             for name, shape, lo, hi in zip(self.names, self.shapes, bounds[:-1], bounds[1:])
         }
 

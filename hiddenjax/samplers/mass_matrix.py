@@ -13,25 +13,32 @@ All accumulators are float64 whatever the position's dtype.
   Fisher divergence of a Gaussian fit, ``sqrt(var(draws) / var(gradients))``
   per coordinate (exact for any Gaussian with diagonal covariance), as
   nutpie's ``use_grad_based_mass_matrix``; it starts from ``1 / |gradient|``.
+* ``low_rank`` (``"low_rank"``): nutpie's ``low_rank_modified_mass_matrix``,
+  the gradient-based diagonal times a low-rank correction estimated from the
+  window's recent draws and gradients (see ``low_rank``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
 from jax.typing import ArrayLike
 
+from hiddenjax.samplers import linalg
 from hiddenjax.samplers.metrics import Metric, dense_metric, diagonal_metric
 
 __all__ = [
     "ADAPTATIONS",
+    "LowRankState",
     "MassMatrixAdaptation",
     "WelfordCovarianceState",
     "WelfordState",
     "gradient_variance",
+    "low_rank",
     "regularize_variance",
     "welford_covariance",
     "welford_variance",
@@ -238,6 +245,200 @@ def gradient_variance() -> MassMatrixAdaptation:
     return MassMatrixAdaptation(_gradient_start(0), init, update, final)
 
 
+# nutpie's low-rank settings (nuts-rs ``LowRankSettings`` as nutpie 0.16 sets them).
+LOW_RANK_GAMMA = 1e-5
+LOW_RANK_CUTOFF = 2.0
+# hiddenjax's cap: every window's metric must have the same number of columns
+# (nutpie keeps every eigenvalue past the cutoff).
+LOW_RANK_MAX_RANK = 10
+# The window buffer holds at most this many numbers per array (draws and
+# gradients), but never fewer than ``LOW_RANK_MIN_ROWS`` draws.
+LOW_RANK_BUFFER_ELEMENTS = 2**21
+LOW_RANK_MIN_ROWS = 20
+
+
+class LowRankState(NamedTuple):
+    """A window's gradient-based variances and its latest draws and gradients."""
+
+    moments: GradientVarianceState
+    """Welford accumulators over the whole window (for the diagonal)."""
+    draws: Array
+    """Ring buffer of the latest positions, shape ``(rows, n)`` (float64)."""
+    gradients: Array
+    """Ring buffer of their log-density gradients, shape ``(rows, n)`` (float64)."""
+    count: Array
+    """Number of draws seen in the window (float64 scalar)."""
+
+
+def _gradient_diagonal(moments: GradientVarianceState) -> Array:
+    """``sqrt(var(draws) / var(gradients))`` within the bounds; 1 where it is 0/0, as nutpie."""
+    ratio = _population_variance(moments.draws) / _population_variance(moments.gradients)
+    variance = jnp.clip(jnp.sqrt(ratio), *VARIANCE_BOUNDS)
+    return jnp.where(jnp.isnan(variance), 1.0, variance)
+
+
+def _scaled_window(state: LowRankState, scale: Array):
+    """Buffered rows centred and scaled: ``(x - mean) / s``, ``(g - mean) * s``; unfilled rows 0."""
+    rows = state.draws.shape[0]
+    filled = jnp.minimum(state.count, rows)
+    mask = (jnp.arange(rows) < filled)[:, None]
+
+    def centred(a):
+        a = jnp.where(mask, a, 0.0)
+        return jnp.where(mask, a - jnp.sum(a, axis=0) / jnp.maximum(filled, 1.0), 0.0)
+
+    return centred(state.draws) / scale, centred(state.gradients) * scale, filled
+
+
+def _safe_eigh(matrix: Array):
+    """``eigh`` of the symmetrised ``matrix``; NaN eigenvalues if it is not finite.
+
+    LAPACK is never handed a non-finite matrix (some of its routines, the
+    SVD among them, never return on an infinite entry), so failures surface
+    as NaN for the caller to catch.
+    """
+    finite = jnp.all(jnp.isfinite(matrix))
+    matrix = jnp.where(finite, 0.5 * (matrix + matrix.T), jnp.eye(matrix.shape[0]))
+    values, vectors = linalg.eigh(matrix)
+    return jnp.where(finite, values, jnp.nan), vectors
+
+
+def _geometric_mean_eigh(a: Array, b: Array):
+    """Eigendecomposition of the SPD ``sigma`` with ``sigma b sigma = a``.
+
+    ``sigma = b^-1/2 (b^1/2 a b^1/2)^1/2 b^-1/2`` is the geometric mean of
+    ``a`` and ``b^-1``: the covariance that matches both the draws'
+    covariance ``a`` and the gradients' covariance ``b``.
+    """
+    eb, vb = _safe_eigh(b)
+    root = (vb * jnp.sqrt(eb)) @ vb.T
+    inv_root = (vb / jnp.sqrt(eb)) @ vb.T
+    em, vm = _safe_eigh(root @ a @ root)
+    middle = (vm * jnp.sqrt(jnp.maximum(em, 0.0))) @ vm.T
+    return _safe_eigh(inv_root @ middle @ inv_root)
+
+
+def _low_rank_correction(state: LowRankState, scale: Array, gamma: float, cutoff: float,
+                         rank: int):
+    """``(values, vectors)``: the correction's ``rank`` strongest eigenpairs past the cutoff.
+
+    Unused columns are zero vectors with value 1 (no correction); all of them
+    are when anything along the way is not finite.
+    """
+    draws, gradients, filled = _scaled_window(state, scale)
+    ok = jnp.all(jnp.isfinite(draws)) & jnp.all(jnp.isfinite(gradients))
+    draws, gradients = jnp.where(ok, draws, 0.0), jnp.where(ok, gradients, 0.0)
+    n_rows, n_dim = draws.shape
+    # Outside the span of the window's draws and gradients the estimate is
+    # exactly 1 (the ridge alone), so only that span needs decomposing.
+    basis = None
+    if 2 * n_rows < n_dim:
+        basis, _ = linalg.qr(jnp.concatenate([draws, gradients]).T)
+        draws, gradients = draws @ basis, gradients @ basis
+    # nutpie's regularisation: population covariances plus ``n * gamma`` on the diagonal.
+    n = jnp.maximum(filled, 1.0)
+    ridge = n * gamma * jnp.eye(draws.shape[1])
+    values, vectors = _geometric_mean_eigh(draws.T @ draws / n + ridge,
+                                           gradients.T @ gradients / n + ridge)
+    score = jnp.abs(jnp.log(values))
+    strength, index = lax.top_k(jnp.where(jnp.isfinite(score), score, 0.0), rank)
+    values, vectors = values[index], vectors[:, index]
+    if basis is not None:
+        vectors = basis @ vectors
+    ok = ok & jnp.all(values > 0) & jnp.all(jnp.isfinite(values)) \
+        & jnp.all(jnp.isfinite(vectors))
+    keep = ok & (strength > jnp.log(cutoff))
+    return jnp.where(keep, values, 1.0), jnp.where(keep, vectors, 0.0)
+
+
+def _check_low_rank_args(n_dim, buffer, gamma, cutoff, max_rank) -> None:
+    """Refuse settings of the low-rank scheme that cannot work, naming the fix."""
+    for name, value in (("n_dim", n_dim), ("buffer", buffer), ("max_rank", max_rank)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"low-rank mass matrix: {name} must be a positive integer, "
+                             f"got {value!r}.")
+    if not isinstance(gamma, int | float) or not math.isfinite(gamma) or gamma <= 0:
+        raise ValueError(f"low-rank mass matrix: gamma must be a positive number, got {gamma!r}; "
+                         f"nutpie's default is {LOW_RANK_GAMMA}.")
+    if not isinstance(cutoff, int | float) or not math.isfinite(cutoff) or cutoff <= 1:
+        raise ValueError(f"low-rank mass matrix: cutoff must be a number above 1, got {cutoff!r}; "
+                         f"nutpie's default is {LOW_RANK_CUTOFF}.")
+
+
+def low_rank(
+    n_dim: int,
+    buffer: int,
+    *,
+    gamma: float = LOW_RANK_GAMMA,
+    cutoff: float = LOW_RANK_CUTOFF,
+    max_rank: int = LOW_RANK_MAX_RANK,
+) -> MassMatrixAdaptation:
+    """nutpie's low-rank modified mass matrix: gradient-based diagonal plus a low-rank correction.
+
+    ``final`` takes the diagonal ``s**2 = sqrt(var(x) / var(g))`` of the whole
+    window, then, in the scaled space, the buffered draws ``(x - mean) / s``
+    and gradients ``(g - mean) * s``. On the span of both (or all of R^n
+    when it is not smaller) it forms ``A = cov(draws) + n gamma I`` and
+    ``B = cov(gradients) + n gamma I`` and their geometric mean ``sigma``
+    (``sigma B sigma = A``, exact for a Gaussian). The eigenpairs of ``sigma``
+    outside ``[1/cutoff, cutoff]``, at most ``max_rank`` of them, strongest
+    ``|log lam|`` first, make the correction; ``M^-1 = S (I + U (lam - 1) U^T) S``.
+
+    Parameters
+    ----------
+    n_dim : int
+        Number of coordinates.
+    buffer : int
+        Longest window; the buffer keeps the latest ``min(buffer, max(20,
+        2**21 // n_dim))`` draws and gradients.
+    gamma : float, default 1e-5
+        Regularisation of both covariances (nutpie's ``mass_matrix_gamma``).
+    cutoff : float, default 2.0
+        Eigenvalues within ``[1/cutoff, cutoff]`` are dropped (nutpie's
+        ``mass_matrix_eigval_cutoff``).
+    max_rank : int, default 10
+        Columns of the correction (capped at ``n_dim``); unused ones are zero
+        with value 1.
+
+    Returns
+    -------
+    MassMatrixAdaptation
+        Starts from ``1 / |gradient|``. When anything in ``final`` is not
+        finite the correction is dropped and the diagonal stays.
+    """
+    _check_low_rank_args(n_dim, buffer, gamma, cutoff, max_rank)
+    rows = min(buffer, max(LOW_RANK_MIN_ROWS, LOW_RANK_BUFFER_ELEMENTS // n_dim))
+    rank = min(max_rank, n_dim)
+
+    def init(n: int) -> LowRankState:
+        zeros = jnp.zeros((rows, n), jnp.float64)
+        moments = GradientVarianceState(_welford_init(n), _welford_init(n),
+                                        jnp.zeros((), jnp.float64))
+        return LowRankState(moments, zeros, zeros, jnp.zeros((), jnp.float64))
+
+    def update(state: LowRankState, position, gradient) -> LowRankState:
+        row = (state.count % rows).astype(jnp.int32)
+        moments = GradientVarianceState(
+            _welford_update(state.moments.draws, position),
+            _welford_update(state.moments.gradients, gradient),
+            state.moments.count + 1.0,
+        )
+        return LowRankState(
+            moments=moments,
+            draws=state.draws.at[row].set(_f64(position)),
+            gradients=state.gradients.at[row].set(_f64(gradient)),
+            count=state.count + 1.0,
+        )
+
+    def final(state: LowRankState) -> Metric:
+        variance = _gradient_diagonal(state.moments)
+        scale = jnp.sqrt(variance)
+        values, vectors = _low_rank_correction(state, scale, gamma, cutoff, rank)
+        return Metric(variance, scale, vectors, values)
+
+    return MassMatrixAdaptation(_gradient_start(rank), init, update, final)
+
+
 def _dense(n_dim: int, buffer: int) -> MassMatrixAdaptation:
     return welford_covariance()
 
@@ -250,9 +451,14 @@ def _diag_grad(n_dim: int, buffer: int) -> MassMatrixAdaptation:
     return gradient_variance()
 
 
+def _low_rank(n_dim: int, buffer: int) -> MassMatrixAdaptation:
+    return low_rank(n_dim, buffer)
+
+
 ADAPTATIONS: dict[str, Callable[[int, int], MassMatrixAdaptation]] = {
     "diag": _diag,
     "dense": _dense,
     "diag_grad": _diag_grad,
+    "low_rank": _low_rank,
 }
 """Scheme name -> ``factory(n_dim, buffer)``; ``buffer`` is the longest window's length."""

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
+from hiddenjax.samplers import linalg
+
 __all__ = [
     "Metric",
     "as_metric",
@@ -83,7 +85,7 @@ def dense_metric(inverse_mass_matrix: ArrayLike) -> Metric:
         Unit scale and the full eigendecomposition (``k = n``).
     """
     imm = jnp.asarray(inverse_mass_matrix)
-    values, vectors = jnp.linalg.eigh(imm)
+    values, vectors = linalg.eigh(imm)
     ones = jnp.ones(imm.shape[:-1], imm.dtype)
     return Metric(ones, ones, vectors, values)
 

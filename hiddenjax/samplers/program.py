@@ -1,11 +1,23 @@
 """The per-chain NUTS program the execution layer runs: init, warmup step, sampling step.
 
-Warmup follows Stan: dual averaging adapts the step size at every warmup
-step, and at the end of each slow window of the schedule the diagonal
-inverse mass matrix is set from the window's regularised variance, the
-Welford estimator is emptied, and dual averaging restarts with
-``mu = log(10 * step_size)``. After the last warmup step the sampling step
-size is the averaged step size of dual averaging.
+Warmup follows Stan's schedule: dual averaging adapts the step size at
+every warmup step, and at the end of each slow window the inverse mass
+matrix is set from the window's estimate, the estimator is emptied, and
+dual averaging restarts with ``mu = log(10 * step_size)``. After the last
+warmup step the sampling step size is the averaged step size of dual
+averaging.
+
+One departure from Stan: dual averaging does not restart at the end of the
+last window. Restarted there, its average covers only the 50-step terminal
+buffer, which starts with the restart's transient; and because the
+acceptance statistic falls steeply with the step size, an average of the
+fluctuating log step sizes lands below the step size that meets the
+target. Measured on posteriordb's nes2000 and arK (4 chains, 1000 + 1000),
+the sampling phase then accepts 0.93 to 0.94 against a target of 0.8 and
+spends about a third more gradients per effective sample. Continuing the
+average through the terminal buffer (the last metric refines the one before
+it, so the step size needs no fresh start) gives 0.85 to 0.86, as PyMC's
+never-restarted dual averaging does.
 
 The first step size is PyMC's ``0.25 / n_dim ** 0.25`` rather than Stan's
 heuristic search: ``init`` takes no random key (the heuristic needs
@@ -268,9 +280,11 @@ def _warmup_step(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt, key, 
     step_size_bar = step_adapt.final(dual)
     window, metric, ended = _mass_matrix_step(mass_adapt, schedule, state, nuts_state,
                                               step_index)
-    # A new metric calls for a new step size: restart around the current one.
+    # A new metric calls for a new step size: restart around the current one,
+    # except after the last window (see the module docstring).
     next_step_size = jnp.exp(dual.log_step_size)
-    dual = _select(ended, step_adapt.init(next_step_size), dual)
+    restart = ended & (step_index != _last_window_end(schedule))
+    dual = _select(restart, step_adapt.init(next_step_size), dual)
     next_step_size = jnp.where(step_index == last_step, step_adapt.final(dual), next_step_size)
     new_state = ChainState(
         nuts=nuts_state,
@@ -283,6 +297,11 @@ def _warmup_step(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt, key, 
         info, nuts_state.logdensity, state.step_size, step_size_bar, jnp.bool_(False)
     )
     return new_state, stats
+
+
+def _last_window_end(schedule: WarmupSchedule) -> int:
+    """Index of the last step of the last slow window (-1 without windows)."""
+    return schedule.windows[-1][1] - 1 if schedule.windows else -1
 
 
 def _select(pred: Array, on_true, on_false):

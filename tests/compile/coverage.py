@@ -4,10 +4,15 @@ Distributions are enumerated from ``pymc.distributions.__all__``; each needs an
 entry in ``PARAMS`` (valid parameters, and parameters that must give ``-inf``).
 A distribution PyMC adds shows up as a failing case until it gets one.
 
-Print the table with::
+Print the tables with::
 
-    .venv/bin/python -m tests.compile.coverage          # every distribution
-    .venv/bin/python -m tests.compile.coverage Normal Wald
+    .venv/bin/python -m tests.compile.coverage          # distributions, then model cases
+    .venv/bin/python -m tests.compile.coverage Normal Wald            # these distributions
+    .venv/bin/python -m tests.compile.coverage --models "HSGP" "Normal (free)"
+
+The second table (:mod:`tests.compile.model_cases`) puts every distribution in a
+model, observed and, where continuous, free, adds PyMC's model features, and
+also compares prior predictive draws with the C backend's.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class Case:
     """``size`` passed to ``.dist`` (None for distributions that take none)."""
     needs: str | None = None
     """A package the C backend needs to evaluate this distribution at all."""
+    differences: bool = False
+    """PyTensor defines no gradient: compare ``jax.grad`` with central differences in C."""
     symmetric: tuple[str, ...] = ()
     """Matrix parameters whose gradient is compared along symmetric directions only (g + g^T).
 
@@ -137,8 +144,8 @@ PARAMS: dict[str, Case] = {
                           dict(sigma=-1.0)),
     "Pareto": Case(dict(alpha=3.0, m=0.5), dict(alpha=-1.0)),
     "Poisson": Case(dict(mu=3.0), dict(mu=-1.0)),
-    "PolyaGamma": Case(dict(h=1.0, z=0.5), None, value=np.array([0.2, 0.5, 1.0]),
-                       needs="polyagamma"),
+    "PolyaGamma": Case(dict(h=1.5, z=0.5), dict(h=-1.0), value=np.array([0.2, 0.5, 1.0]),
+                       needs="polyagamma", differences=True),
     "RandomWalk": Case(dict(innovation_dist=pm.Normal.dist(0.1, 0.5),
                             init_dist=pm.Normal.dist(0, 1), steps=6), None, size=None),
     "Rice": Case(dict(nu=1.0, sigma=0.7), dict(sigma=-1.0)),
@@ -232,7 +239,10 @@ def check(name: str) -> Result:
         oracle.assert_matches_c(all_inputs, [logp], [point, *values])
         result.logp = ""
         wrt = [v for v in all_inputs if v.type.dtype.startswith("float")]
-        if wrt:
+        if wrt and case.differences:
+            oracle.assert_jax_grad_matches_c_differences(all_inputs, logp, [point, *values],
+                                                         wrt=wrt)
+        elif wrt:
             symmetric = [v for v in wrt if v.name in case.symmetric]
             oracle.assert_grad_matches_c(all_inputs, logp, [point, *values], wrt=wrt,
                                          symmetric=symmetric)
@@ -299,5 +309,14 @@ def print_table(names: list[str]) -> list[Result]:
 if __name__ == "__main__":
     from hiddenjax.execution.devices import configure
 
+    from tests.compile.model_cases import print_model_table
+
     configure("float64")
-    print_table(sys.argv[1:] or distribution_names())
+    args = sys.argv[1:]
+    if "--models" in args:
+        print_model_table(args[args.index("--models") + 1:] or None)
+    else:
+        print_table(args or distribution_names())
+        if not args:
+            print()
+            print_model_table()

@@ -24,3 +24,21 @@ def test_parameter_checks_become_minus_infinity():
 
 def test_mode_is_reused():
     assert hiddenjax_mode() is hiddenjax_mode()
+
+
+def test_unused_shared_generator_input_compiles_and_is_left_alone():
+    # pm.logp of a mixture keeps its components' shared generator as an input
+    # that no node reads after rewriting; PyTensor's JAX linker fails on it.
+    mixture = pm.NormalMixture.dist(w=np.array([0.3, 0.7]), mu=np.array([-1.0, 1.0]),
+                                    sigma=np.array([0.5, 1.0]), size=3)
+    value = pt.vector("value", shape=(3,))
+    logp = pm.logp(mixture, value).sum()
+    rngs = [v for v in pytensor.graph.traversal.graph_inputs([logp])
+            if isinstance(v, pytensor.compile.SharedVariable)]
+    assert rngs
+    before = [r.get_value().bit_generator.state for r in rngs]
+    point = np.array([-1.0, 0.2, 1.5])
+    got = pytensor.function([value], logp, mode=MODE_NAME)(point)
+    want = pytensor.function([value], logp, mode="FAST_RUN")(point)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert [r.get_value().bit_generator.state for r in rngs] == before

@@ -50,6 +50,10 @@ CASES = {
         w=np.array([0.3, 0.7]), mu=np.array([-2.0, 1.0]), sigma=np.array([0.5, 1.0]), size=N),
     "zero_inflated_poisson": lambda: pm.ZeroInflatedPoisson.dist(psi=0.7, mu=3.0, size=N),
     "wishart": lambda: pm.Wishart.dist(nu=5, V=np.array([[1.0, 0.3], [0.3, 0.5]]), size=N),
+    # Vectorised Marsaglia-Tsang: shapes below one (boosted) and above, and heavy tails.
+    "gamma": lambda: pm.Gamma.dist(alpha=np.array([0.2, 1.0, 7.5]), beta=2.0, size=(N, 3)),
+    "student_t": lambda: pm.StudentT.dist(nu=np.array([0.7, 3.0, 40.0]), mu=1.0, sigma=2.0,
+                                          size=(N, 3)),
 }
 
 

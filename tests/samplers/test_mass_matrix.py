@@ -1,16 +1,25 @@
-"""Welford variance and Stan's regularisation of the diagonal mass matrix."""
+"""Mass-matrix adaptation schemes: Welford, Stan's regularisation, gradient-based and low-rank."""
+
+import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hiddenjax.samplers import build_nuts_program
 from hiddenjax.samplers.mass_matrix import (
+    ADAPTATIONS,
+    LOW_RANK_CUTOFF,
+    LOW_RANK_GAMMA,
     gradient_variance,
+    low_rank,
     regularize_variance,
     welford_covariance,
     welford_variance,
 )
+from hiddenjax.samplers.warmup import build_schedule
+from tests.samplers.drivers import run_program
 
 
 def _accumulate(adapt, draws):
@@ -85,3 +94,229 @@ def test_gradient_based_diagonal_is_exact_for_a_gaussian():
     for x in draws:
         state = adapt.update(state, jnp.asarray(x), jnp.asarray(-x / scales**2))
     np.testing.assert_allclose(adapt.final(state).diagonal, scales**2, rtol=1e-10)
+
+
+# --- nutpie's low-rank modified mass matrix -------------------------------------------
+
+
+def _spiked_covariance(n_dim: int, seed: int = 0) -> np.ndarray:
+    """``D^1/2 (I + U diag(lam - 1) U^T) D^1/2``: a spread diagonal and three strong directions."""
+    rng = np.random.default_rng(seed)
+    diagonal = np.exp(rng.uniform(np.log(0.1), np.log(10.0), n_dim))
+    spikes, _ = np.linalg.qr(rng.normal(size=(n_dim, 3)))
+    values = np.array([100.0, 30.0, 0.01])
+    root = np.diag(np.sqrt(diagonal))
+    return root @ (np.eye(n_dim) + spikes @ np.diag(values - 1.0) @ spikes.T) @ root
+
+
+def _gaussian_window(covariance: np.ndarray, n_draws: int, seed: int = 1):
+    """Exact draws of ``N(0, covariance)`` with their log-density gradients ``-covariance^-1 x``."""
+    rng = np.random.default_rng(seed)
+    draws = rng.multivariate_normal(np.zeros(len(covariance)), covariance, size=n_draws)
+    return draws, -np.linalg.solve(covariance, draws.T).T
+
+
+def _low_rank_final(adapt, draws, gradients):
+    def body(state, xg):
+        return adapt.update(state, xg[0], xg[1]), None
+
+    state = jax.lax.scan(body, adapt.init(draws.shape[1]),
+                         (jnp.asarray(draws), jnp.asarray(gradients)))[0]
+    return jax.jit(adapt.final)(state)
+
+
+def _dense_inverse_mass(metric) -> np.ndarray:
+    s = np.diag(np.asarray(metric.scale))
+    u, lam = np.asarray(metric.vectors), np.asarray(metric.values)
+    return s @ (np.eye(len(s)) + u @ np.diag(lam - 1.0) @ u.T) @ s
+
+
+def _relative_eigenvalues(covariance, inverse_mass) -> np.ndarray:
+    """Eigenvalues of ``C^-1/2 M^-1 C^-1/2``: all 1 for the ideal metric."""
+    chol = np.linalg.cholesky(covariance)
+    return np.linalg.eigvalsh(np.linalg.solve(chol, np.linalg.solve(chol, inverse_mass).T))
+
+
+def test_low_rank_is_exact_for_a_gaussian_without_ridge_and_cutoff():
+    # For a Gaussian the gradients are -C^-1 x, so cov(g) = C^-1 cov(x) C^-1 in any linear
+    # coordinates and C is the one SPD solution of sigma cov(g) sigma = cov(x): with a
+    # negligible ridge (n gamma kappa ~ 1e-8) and every eigenpair kept the metric is C itself.
+    covariance = _spiked_covariance(12)
+    draws, gradients = _gaussian_window(covariance, 200)
+    adapt = low_rank(12, 200, gamma=1e-12, cutoff=1.0 + 1e-9, max_rank=12)
+    metric = _low_rank_final(adapt, draws, gradients)
+    np.testing.assert_allclose(_relative_eigenvalues(covariance, _dense_inverse_mass(metric)),
+                               1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_low_rank_recovers_the_strong_directions(seed):
+    """With nutpie's defaults every eigenvalue left over lies within the cutoff band.
+
+    Exact up to the ridge and the cutoff (see the test above), so the
+    tolerance is theirs, fixed here: a ridge ``r = n gamma`` on scaled
+    eigenvalues within ``[1/kappa, kappa]`` moves each by a factor at most
+    ``sqrt(1 + r kappa)`` (``sqrt((a + r) / (1/a + r))`` against ``a``).
+    """
+    n_dim, n_draws = 40, 400
+    covariance = _spiked_covariance(n_dim)
+    draws, gradients = _gaussian_window(covariance, n_draws, seed)
+    metric = _low_rank_final(low_rank(n_dim, 500), draws, gradients)
+    scaled = covariance / np.outer(metric.scale, metric.scale)
+    eigenvalues = np.linalg.eigvalsh(scaled)
+    kappa = max(eigenvalues.max(), 1.0 / eigenvalues.min())
+    bound = LOW_RANK_CUTOFF * np.sqrt(1.0 + n_draws * LOW_RANK_GAMMA * kappa)
+    relative = _relative_eigenvalues(covariance, _dense_inverse_mass(metric))
+    assert 1.0 / bound <= relative.min() and relative.max() <= bound
+    # The diagonal alone is far off along the spikes; the correction is what fixes it.
+    diagonal_only = _relative_eigenvalues(covariance, np.diag(metric.diagonal))
+    assert diagonal_only.max() / diagonal_only.min() > 1000.0
+    assert np.sum(np.asarray(metric.values) != 1.0) >= 3
+
+
+def _full_space_oracle(draws, gradients, scale, gamma, cutoff, max_rank):
+    """nutpie's estimate computed in all of R^n with scipy (no projection), as ``M^-1``."""
+    from scipy.linalg import sqrtm
+
+    n = len(draws)
+    x = (draws - draws.mean(axis=0)) / scale
+    g = (gradients - gradients.mean(axis=0)) * scale
+    ridge = n * gamma * np.eye(draws.shape[1])
+    a, b = x.T @ x / n + ridge, g.T @ g / n + ridge
+    root = np.real(sqrtm(b))
+    inv_root = np.linalg.inv(root)
+    sigma = inv_root @ np.real(sqrtm(root @ a @ root)) @ inv_root
+    values, vectors = np.linalg.eigh(0.5 * (sigma + sigma.T))
+    strongest = np.argsort(-np.abs(np.log(values)))[:max_rank]
+    kept = [i for i in strongest if abs(np.log(values[i])) > np.log(cutoff)]
+    u = vectors[:, kept]
+    inner = np.eye(len(scale)) + u @ np.diag(values[kept] - 1.0) @ u.T
+    return np.diag(scale) @ inner @ np.diag(scale)
+
+
+def test_projection_onto_the_window_span_changes_nothing():
+    # 30 draws in 100 dimensions: the scheme decomposes only the 60-dimensional span of
+    # the draws and gradients; outside it the estimate is exactly 1, so the full-space
+    # computation must give the same metric.
+    n_dim, n_draws = 100, 30
+    covariance = _spiked_covariance(n_dim, seed=4)
+    draws, gradients = _gaussian_window(covariance, n_draws, seed=5)
+    metric = _low_rank_final(low_rank(n_dim, n_draws), draws, gradients)
+    want = _full_space_oracle(draws, gradients, np.asarray(metric.scale), LOW_RANK_GAMMA,
+                              LOW_RANK_CUTOFF, 10)
+    # B's condition number (ridge 3e-4 against eigenvalues near 1e2) costs sqrtm digits.
+    np.testing.assert_allclose(_dense_inverse_mass(metric), want, rtol=1e-6, atol=1e-7)
+    assert np.sum(np.asarray(metric.values) != 1.0) >= 3
+
+
+def test_low_rank_buffer_keeps_the_latest_draws():
+    adapt = low_rank(2, 4)
+    state = adapt.init(2)
+    for i in range(6):
+        state = adapt.update(state, jnp.full(2, float(i)), jnp.zeros(2))
+    assert int(state.count) == 6 and int(state.moments.count) == 6
+    np.testing.assert_array_equal(np.sort(state.draws[:, 0]), [2.0, 3.0, 4.0, 5.0])
+
+
+def test_low_rank_metric_has_one_shape_for_start_and_final():
+    adapt = ADAPTATIONS["low_rank"](5, 50)
+    start = adapt.start(jnp.ones(5), jnp.full(5, 2.0))
+    draws, gradients = _gaussian_window(_spiked_covariance(5), 50)
+    final = _low_rank_final(adapt, draws, gradients)
+    assert jax.tree.structure(start) == jax.tree.structure(final)
+    for a, b in zip(start, final, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(start.values, 1.0)
+    # Both are valid branches of the window-end lax.cond.
+    chosen = jax.lax.cond(True, lambda: final, lambda: start)
+    np.testing.assert_array_equal(chosen.values, final.values)
+
+
+def _finishes(fn, seconds: float = 120.0):
+    """``fn()``'s result, failing (not hanging) if it takes longer: LAPACK's SVD loops on inf."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert result, f"final did not return within {seconds} s"
+    return result[0]
+
+
+@pytest.mark.parametrize("n_dim, n_draws", [(4, 30), (60, 20)])  # full space, projected span
+@pytest.mark.parametrize("poison", ["inf_gradient", "nan_draw", "overflow"])
+def test_low_rank_falls_back_to_the_diagonal_when_not_finite(n_dim, n_draws, poison):
+    draws, gradients = _gaussian_window(np.eye(n_dim), n_draws)
+    if poison == "inf_gradient":
+        gradients[3, 1] = np.inf
+    elif poison == "nan_draw":
+        draws[5, 0] = np.nan
+    else:
+        # Finite draws whose covariance overflows.
+        draws[:, 2] *= 1e200
+        gradients[:, 2] /= 1e200
+    adapt = low_rank(n_dim, n_draws)
+    metric = _finishes(lambda: _low_rank_final(adapt, draws, gradients))
+    np.testing.assert_array_equal(metric.values, 1.0)
+    np.testing.assert_array_equal(metric.vectors, 0.0)
+    assert np.all(np.isfinite(metric.diagonal))
+
+
+def test_low_rank_stuck_window_gives_a_finite_metric():
+    # A chain that never moves: 0/0 variances become 1, as nutpie fills them.
+    adapt = low_rank(3, 10)
+    state = adapt.init(3)
+    for _ in range(10):
+        state = adapt.update(state, jnp.ones(3), jnp.full(3, -1.0))
+    metric = _finishes(lambda: adapt.final(state))
+    np.testing.assert_array_equal(metric.diagonal, 1.0)
+    np.testing.assert_array_equal(metric.values, 1.0)
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_low_rank_final_below_two_draws_returns(count):
+    # The window-end branch evaluates final even for a one-draw window (then discards it).
+    adapt = low_rank(3, 10)
+    state = adapt.init(3)
+    for _ in range(count):
+        state = adapt.update(state, jnp.ones(3), jnp.ones(3))
+    metric = _finishes(lambda: jax.jit(adapt.final)(state))
+    assert all(np.all(np.isfinite(leaf)) for leaf in metric)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"gamma": 0.0}, "gamma"),
+    ({"cutoff": 1.0}, "cutoff"),
+    ({"max_rank": 0}, "max_rank"),
+])
+def test_low_rank_refuses_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        low_rank(3, 10, **kwargs)
+
+
+def test_low_rank_through_the_warmup_program():
+    """Stan's windows feed the scheme; the last window's metric matches the target.
+
+    The estimate is exact for any Gaussian draws, autocorrelated or not (see
+    above), so the bound is the same ridge-and-cutoff one.
+    """
+    n_dim, num_tune = 10, 500
+    covariance = _spiked_covariance(n_dim, seed=6)
+    precision = np.linalg.inv(covariance)
+
+    def logdensity(x):
+        return -0.5 * x @ (precision @ x)
+
+    program = build_nuts_program(logdensity, num_tune, adaptation="low_rank")
+    starts = np.random.default_rng(7).normal(size=(2, n_dim))
+    run = run_program(program, jax.random.key(9), starts, num_tune, 50)
+    start, end = build_schedule(num_tune).windows[-1]
+    last_window = end - start
+    for chain in range(2):
+        metric = jax.tree.map(lambda a, c=chain: a[c], run.final.metric)
+        scaled = covariance / np.outer(metric.scale, metric.scale)
+        eigenvalues = np.linalg.eigvalsh(scaled)
+        kappa = max(eigenvalues.max(), 1.0 / eigenvalues.min())
+        bound = LOW_RANK_CUTOFF * np.sqrt(1.0 + last_window * LOW_RANK_GAMMA * kappa)
+        relative = _relative_eigenvalues(covariance, _dense_inverse_mass(metric))
+        assert 1.0 / bound <= relative.min() and relative.max() <= bound
+    assert not np.any(np.asarray(run.info.diverging))

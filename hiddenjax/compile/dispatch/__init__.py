@@ -10,6 +10,7 @@ from hiddenjax.compile.dispatch import (  # noqa: F401  (registration side effec
     host_callback,
     linalg,
     loop,
+    polyagamma,
     pymc_ops,
     random,
     special,

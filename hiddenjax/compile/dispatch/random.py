@@ -294,3 +294,103 @@ def funcify_CategoricalRV(op, node):
         return draws.astype(dtype)
 
     return categorical
+
+
+def _marsaglia_tsang(key, d, c):
+    """One Marsaglia-Tsang proposal per entry: ``(d * v**3, accepted)``."""
+    key_x, key_u = jax.random.split(key)
+    x = jax.random.normal(key_x, d.shape, d.dtype)
+    u = jax.random.uniform(key_u, d.shape, d.dtype)
+    v = 1 + c * x
+    v3 = jnp.where(v > 0, v * v * v, 1.0)
+    accepted = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * v3 + d * jnp.log(v3))
+    return d * v3, accepted
+
+
+def _redraw_pending(key, value, done, d, c, size: int):
+    """Redraw the first ``size`` pending entries (in index order) until each is accepted.
+
+    The pending entries are gathered into ``size`` slots once, so each retry
+    draws ``size`` proposals rather than one per entry of the whole array.
+    """
+    pending = ~done
+    count = jnp.cumsum(pending)
+    slot = jnp.where(pending & (count <= size), count - 1, size)
+    # Slot j belongs to the (j+1)-th pending entry; slots past the last one stay unused.
+    owner = jnp.minimum(jnp.searchsorted(count, jnp.arange(1, size + 1)), value.shape[0] - 1)
+    unused = jnp.arange(size) >= count[-1]
+    d_slot, c_slot = d[owner], c[owner]
+
+    def retry(state):
+        i, drawn, accepted = state
+        proposal, ok = _marsaglia_tsang(jax.random.fold_in(key, i), d_slot, c_slot)
+        take = ~accepted & ok
+        return i + 1, jnp.where(take, proposal, drawn), accepted | ok
+
+    start = (0, jnp.zeros(size, d.dtype), unused)
+    _, drawn, _ = jax.lax.while_loop(lambda s: ~jnp.all(s[2]), retry, start)
+    filled = slot < size
+    return jnp.where(filled, drawn[jnp.minimum(slot, size - 1)], value), done | filled
+
+
+def _standard_gamma(key, alpha, dtype):
+    """Gamma(alpha, 1) draws of ``alpha``'s shape: Marsaglia and Tsang (2000).
+
+    Every entry gets one proposal at once; the few rejected ones (under 5 %)
+    are redrawn in a small buffer. ``jax.random.gamma`` instead runs a
+    rejection loop per entry with its own key splits, which is an order of
+    magnitude slower on CPU. Shapes below one are boosted:
+    ``Gamma(a) = Gamma(a + 1) * U**(1/a)``.
+    """
+    shape = jnp.shape(alpha)
+    a = jnp.ravel(alpha).astype(dtype)
+    n = a.size
+    if n == 0:
+        return jnp.zeros(shape, dtype)
+    boost = a < 1
+    d = jnp.where(boost, a + 1, a) - 1 / 3
+    c = 1 / jnp.sqrt(9 * d)
+    key_first, key_retry, key_boost = jax.random.split(key, 3)
+    # The barrier keeps XLA from fusing (and so recomputing) the first proposals into each use.
+    value, done = jax.lax.optimization_barrier(_marsaglia_tsang(key_first, d, c))
+    size = min(n, max(8, -(-n // 16)))
+
+    def redraw(state):
+        i, value, done = state
+        return (i + 1, *_redraw_pending(jax.random.fold_in(key_retry, i), value, done, d, c, size))
+
+    _, value, _ = jax.lax.while_loop(lambda s: ~jnp.all(s[2]), redraw, (0, value, done))
+    u = jax.random.uniform(key_boost, (n,), dtype)
+    value = value * jnp.where(boost, jnp.exp(jnp.log1p(-u) / a), 1.0)
+    return value.reshape(shape)
+
+
+@correction_for(ptr.GammaRV)
+class JaxGammaRV(ptr.GammaRV):
+    """``GammaRV`` drawn by hiddenjax's vectorised Marsaglia-Tsang sampler (see ``_standard_gamma``)."""
+
+
+@jax_sample_fn.register(JaxGammaRV)
+def funcify_GammaRV(op, node):
+    def gamma(key, size, dtype, shape, scale):
+        alpha = jnp.broadcast_to(shape, _batch_shape(size, shape, scale))
+        return _standard_gamma(key, alpha, dtype) * scale
+
+    return gamma
+
+
+@correction_for(ptr.StudentTRV)
+class JaxStudentTRV(ptr.StudentTRV):
+    """``StudentTRV`` drawn as ``Z * sqrt(nu / chi2(nu))`` with hiddenjax's gamma sampler."""
+
+
+@jax_sample_fn.register(JaxStudentTRV)
+def funcify_StudentTRV(op, node):
+    def student_t(key, size, dtype, nu, mu, sigma):
+        shape = _batch_shape(size, nu, mu, sigma)
+        key_z, key_g = jax.random.split(key)
+        half = jnp.broadcast_to(jnp.asarray(nu, dtype) / 2, shape)
+        z = jax.random.normal(key_z, shape, dtype)
+        return mu + sigma * z * jnp.sqrt(half / _standard_gamma(key_g, half, dtype))
+
+    return student_t
