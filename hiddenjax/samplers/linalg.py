@@ -9,6 +9,11 @@ a 2-core machine with two host devices). The functions here decompose a
 batch one matrix at a time instead (``lax.map`` under ``vmap``), which makes
 unbatched LAPACK calls only; they are used at window ends, so the lost
 parallelism costs little.
+
+This is a mitigation, not a cure: with it, the benchmark models that hung
+with dense and low-rank adaptation finish, but a 20-line reproduction that
+calls ``eigh`` at every step of a scan on two host devices still hangs with
+unbatched calls. The complete fix belongs in the execution layer.
 """
 
 from __future__ import annotations

@@ -217,6 +217,13 @@ def _population_variance(state: WelfordState) -> Array:
     return state.m2 / jnp.maximum(state.count, 1.0)
 
 
+def _gradient_diagonal(moments: GradientVarianceState) -> Array:
+    """``sqrt(var(draws) / var(gradients))`` within the bounds; 1 where it is 0/0, as nutpie."""
+    ratio = _population_variance(moments.draws) / _population_variance(moments.gradients)
+    variance = jnp.clip(jnp.sqrt(ratio), *VARIANCE_BOUNDS)
+    return jnp.where(jnp.isnan(variance), 1.0, variance)
+
+
 def gradient_variance() -> MassMatrixAdaptation:
     """nutpie's gradient-based diagonal: ``sqrt(var(draws) / var(gradients))``.
 
@@ -224,7 +231,8 @@ def gradient_variance() -> MassMatrixAdaptation:
     -------
     MassMatrixAdaptation
         Starts from ``1 / |gradient|``; variances are population variances
-        (as nutpie), the result is kept within ``[1e-20, 1e20]``.
+        (as nutpie), the result is kept within ``[1e-20, 1e20]``, and a 0/0
+        coordinate (a chain that never moved) gets 1, as nutpie fills it.
     """
 
     def init(n_dim: int) -> GradientVarianceState:
@@ -239,8 +247,7 @@ def gradient_variance() -> MassMatrixAdaptation:
         )
 
     def final(state: GradientVarianceState) -> Metric:
-        ratio = _population_variance(state.draws) / _population_variance(state.gradients)
-        return diagonal_metric(jnp.clip(jnp.sqrt(ratio), *VARIANCE_BOUNDS))
+        return diagonal_metric(_gradient_diagonal(state))
 
     return MassMatrixAdaptation(_gradient_start(0), init, update, final)
 
@@ -266,15 +273,11 @@ class LowRankState(NamedTuple):
     """Ring buffer of the latest positions, shape ``(rows, n)`` (float64)."""
     gradients: Array
     """Ring buffer of their log-density gradients, shape ``(rows, n)`` (float64)."""
-    count: Array
-    """Number of draws seen in the window (float64 scalar)."""
 
-
-def _gradient_diagonal(moments: GradientVarianceState) -> Array:
-    """``sqrt(var(draws) / var(gradients))`` within the bounds; 1 where it is 0/0, as nutpie."""
-    ratio = _population_variance(moments.draws) / _population_variance(moments.gradients)
-    variance = jnp.clip(jnp.sqrt(ratio), *VARIANCE_BOUNDS)
-    return jnp.where(jnp.isnan(variance), 1.0, variance)
+    @property
+    def count(self) -> Array:
+        """Number of draws seen in the window (float64 scalar)."""
+        return self.moments.count
 
 
 def _scaled_window(state: LowRankState, scale: Array):
@@ -410,24 +413,18 @@ def low_rank(
     rows = min(buffer, max(LOW_RANK_MIN_ROWS, LOW_RANK_BUFFER_ELEMENTS // n_dim))
     rank = min(max_rank, n_dim)
 
+    moments = gradient_variance()
+
     def init(n: int) -> LowRankState:
         zeros = jnp.zeros((rows, n), jnp.float64)
-        moments = GradientVarianceState(_welford_init(n), _welford_init(n),
-                                        jnp.zeros((), jnp.float64))
-        return LowRankState(moments, zeros, zeros, jnp.zeros((), jnp.float64))
+        return LowRankState(moments.init(n), zeros, zeros)
 
     def update(state: LowRankState, position, gradient) -> LowRankState:
         row = (state.count % rows).astype(jnp.int32)
-        moments = GradientVarianceState(
-            _welford_update(state.moments.draws, position),
-            _welford_update(state.moments.gradients, gradient),
-            state.moments.count + 1.0,
-        )
         return LowRankState(
-            moments=moments,
+            moments=moments.update(state.moments, position, gradient),
             draws=state.draws.at[row].set(_f64(position)),
             gradients=state.gradients.at[row].set(_f64(gradient)),
-            count=state.count + 1.0,
         )
 
     def final(state: LowRankState) -> Metric:

@@ -35,6 +35,8 @@ from pymc.distributions.continuous import PolyaGammaRV, _PolyaGammaLogDistFunc
 from pytensor.link.jax.dispatch.basic import jax_funcify
 from pytensor.link.jax.dispatch.random import jax_sample_fn
 
+from hiddenjax.compile.dispatch.random import standard_gamma
+
 SERIES_TERMS = 200
 """Terms of the alternating series, as in the ``polyagamma`` package."""
 GAMMA_TERMS = 128
@@ -159,12 +161,12 @@ def polyagamma_draws(key, h, z, shape, dtype, terms: int = GAMMA_TERMS):
     key_terms, key_rest = jax.random.split(key)
     u = jnp.arange(terms, dtype=dtype) + 0.5
     c = z / (2 * math.pi)
-    g = jax.random.gamma(key_terms, h[..., None], (*shape, terms), dtype)
+    g = standard_gamma(key_terms, jnp.broadcast_to(h[..., None], (*shape, terms)), dtype)
     head = jnp.sum(g / (u * u + c[..., None] ** 2), axis=-1) / (2 * math.pi**2)
     k1, k2, k3 = remainder_cumulants(h, z, terms)
     # A shifted gamma with cumulants k1, k2, k3: shape 4 k2^3 / k3^2, scale k3 / (2 k2).
     alpha, theta = 4 * k2**3 / k3**2, k3 / (2 * k2)
-    rest = k1 - alpha * theta + theta * jax.random.gamma(key_rest, alpha, shape, dtype)
+    rest = k1 - alpha * theta + theta * standard_gamma(key_rest, alpha, dtype)
     return head + rest
 
 

@@ -333,7 +333,7 @@ def _redraw_pending(key, value, done, d, c, size: int):
     return jnp.where(filled, drawn[jnp.minimum(slot, size - 1)], value), done | filled
 
 
-def _standard_gamma(key, alpha, dtype):
+def standard_gamma(key, alpha, dtype):
     """Gamma(alpha, 1) draws of ``alpha``'s shape: Marsaglia and Tsang (2000).
 
     Every entry gets one proposal at once; the few rejected ones (under 5 %)
@@ -367,14 +367,14 @@ def _standard_gamma(key, alpha, dtype):
 
 @correction_for(ptr.GammaRV)
 class JaxGammaRV(ptr.GammaRV):
-    """``GammaRV`` drawn by hiddenjax's vectorised Marsaglia-Tsang sampler (see ``_standard_gamma``)."""
+    """``GammaRV`` drawn by hiddenjax's vectorised Marsaglia-Tsang sampler (see ``standard_gamma``)."""
 
 
 @jax_sample_fn.register(JaxGammaRV)
 def funcify_GammaRV(op, node):
     def gamma(key, size, dtype, shape, scale):
         alpha = jnp.broadcast_to(shape, _batch_shape(size, shape, scale))
-        return _standard_gamma(key, alpha, dtype) * scale
+        return standard_gamma(key, alpha, dtype) * scale
 
     return gamma
 
@@ -391,6 +391,6 @@ def funcify_StudentTRV(op, node):
         key_z, key_g = jax.random.split(key)
         half = jnp.broadcast_to(jnp.asarray(nu, dtype) / 2, shape)
         z = jax.random.normal(key_z, shape, dtype)
-        return mu + sigma * z * jnp.sqrt(half / _standard_gamma(key_g, half, dtype))
+        return mu + sigma * z * jnp.sqrt(half / standard_gamma(key_g, half, dtype))
 
     return student_t
