@@ -94,7 +94,7 @@ class LoopClock:
         self._inner = inner = module.run_chains
 
         def run_chains(runner, data, positions, plan, progress=None, **kwargs):
-            get_chunk = runner.chunk
+            get_chunk = runner.compile
 
             def chunk(*args):
                 self.compiled, seconds = get_chunk(*args)
@@ -107,11 +107,11 @@ class LoopClock:
                 if progress is not None:
                     progress(start, done, stats)
 
-            runner.chunk = chunk  # shadows the method on this (cached) runner only
+            runner.compile = chunk  # shadows the method on this (cached) runner only
             try:
                 return inner(runner, data, positions, plan, progress=tick, **kwargs)
             finally:
-                del runner.chunk
+                del runner.compile
 
         module.run_chains = run_chains
         return self

@@ -363,12 +363,14 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
     fingerprint = repr((structure_key(model, request.var_names), request.tune, request.chains,
                         sorted(request.program_kwargs.items()), request.log_likelihood,
                         request.precision))
+    start = time.perf_counter()
+    _, compile_time = runner.compile(positions, data)  # settles the devices the run uses
     if not request.quiet:
         _log.info(f"Sampling {request.chains} chains with hiddenjax NUTS on {runner.mesh.devices.size} device(s)")
-    start = time.perf_counter()
     with SamplingProgress(plan.tune + plan.draws, plan.tune, enabled=request.progressbar) as bar:
         result = run_chains(runner, data, positions, plan, progress=bar.update,
                             checkpoint=checkpoint, fingerprint=fingerprint)
+    result = result._replace(compile_time=result.compile_time + compile_time)
     elapsed = time.perf_counter() - start
     idata = _inference_data(compiled, result, plan, elapsed, data_context(model))
     _report(idata, model, result, plan, request, elapsed, label="")

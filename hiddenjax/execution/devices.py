@@ -135,3 +135,18 @@ def init_distributed(coordinator: str, num_processes: int, process_id: int,
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
     configure()
+
+
+def pool_safe_devices(devices: list, program_text: str) -> list:
+    """``devices``, cut to the first one where several host devices would deadlock.
+
+    jaxlib 0.10 spreads the batch of a LAPACK call (Cholesky, eigh, SVD, LU,
+    triangular solves, ...) over XLA's intra-op thread pool and waits for it.
+    When several host CPU devices execute at once, every pool thread can end
+    up waiting and the process hangs at 0% CPU; one device never does. So a
+    CPU program (StableHLO text) that calls LAPACK runs on one device, its
+    chains or draws vectorised there. GPUs are unaffected.
+    """
+    if len(devices) > 1 and devices[0].platform == "cpu" and "lapack_" in program_text:
+        return list(devices[:1])
+    return list(devices)

@@ -19,6 +19,7 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from hiddenjax.execution.checkpoint import Checkpoint, load, save
+from hiddenjax.execution.devices import pool_safe_devices
 from hiddenjax.execution.interrupt import StopRequest
 
 WARMUP, SAMPLE, IDLE = 0, 1, 2
@@ -148,11 +149,19 @@ class Runner:
                  chains: int, devices: list | None = None, data_per_chain: bool = False):
         self.tune, self.chunk_size, self.chains = tune, chunk_size, chains
         self.data_per_chain = data_per_chain
-        self.mesh = chain_mesh(chains, devices)
+        self._program_factory, self._fns = program_factory, fns
+        self._compiled: dict = {}
+        self._use_mesh(chain_mesh(chains, devices))
+
+    def _use_mesh(self, mesh) -> None:
+        """Build the jitted init and chunk functions over ``mesh``."""
+        program_factory, fns = self._program_factory, self._fns
+        self.mesh = mesh
         self.sharding = jax.sharding.NamedSharding(self.mesh, P("chain"))
         self.replicated = jax.sharding.NamedSharding(self.mesh, P())
+        self._compiled.clear()
 
-        data_axis = 0 if data_per_chain else None
+        data_axis = 0 if self.data_per_chain else None
 
         def init(positions, data):
             def one(position, chain_data):
@@ -162,14 +171,13 @@ class Runner:
 
         # Inside shard_map each device initialises its own chains with plain local
         # arrays, so constants in the model never meet chain-sharded values.
-        data_spec = P("chain") if data_per_chain else P()
+        data_spec = P("chain") if self.data_per_chain else P()
         self._init = jax.jit(jax.shard_map(
             init, mesh=self.mesh, in_specs=(P("chain"), data_spec), out_specs=P("chain"),
             check_vma=False,
         ))
-        self._chunk = build_chunk_fn(program_factory, fns, tune, chunk_size, self.mesh,
-                                     data_per_chain)
-        self._compiled: dict = {}
+        self._chunk = build_chunk_fn(program_factory, fns, self.tune, self.chunk_size, self.mesh,
+                                     self.data_per_chain)
 
     def put_data(self, data: tuple) -> tuple:
         """Data on the devices: whole on each, or split by chain when each chain has its own."""
@@ -192,16 +200,41 @@ class Runner:
         keys = jnp.concatenate([chain_keys(s, per_seed) for s in seeds])
         return to_devices(np.asarray(keys), self.sharding)
 
-    def chunk(self, states, keys, data) -> tuple[Callable, float]:
-        """The compiled chunk function for these shapes, and seconds spent compiling it now."""
-        signature = jax.tree.map(lambda x: (x.shape, x.dtype), (states, data))
-        signature = tuple(jax.tree.leaves(signature))
+    def compile(self, positions, data) -> tuple[Callable, float]:
+        """The compiled chunk function for these shapes, and seconds spent compiling it now.
+
+        Call it before placing anything on the devices: a CPU program that calls
+        LAPACK moves the run to one device (see ``pool_safe_devices``).
+        """
+        data = tuple(np.asarray(d) for d in data)
+        signature = tuple((np.shape(x), np.asarray(x).dtype) for x in (positions, *data))
         if signature in self._compiled:
             return self._compiled[signature], 0.0
         started = time.perf_counter()
-        compiled = self._chunk.lower(states, jnp.int32(0), jnp.int32(1), keys, data).compile()
+        lowered = self._lower(positions, data)
+        devices = list(self.mesh.devices.flat)
+        safe = pool_safe_devices(devices, lowered.as_text()) if jax.process_count() == 1 else devices
+        if len(safe) < len(devices):
+            self._use_mesh(chain_mesh(self.chains, safe))
+            lowered = self._lower(positions, data)
+        compiled = lowered.compile()
         self._compiled[signature] = compiled
         return compiled, time.perf_counter() - started
+
+    def _lower(self, positions, data):
+        """The chunk function lowered for abstract inputs laid out over the current mesh."""
+        data_sharding = self.sharding if self.data_per_chain else self.replicated
+
+        def spec(x, sharding):
+            return jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=sharding)
+
+        data = tuple(spec(d, data_sharding) for d in data)
+        states = jax.eval_shape(self._init, spec(positions, self.sharding), data)
+        states = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding),
+                              states)
+        keys = spec(np.zeros((self.chains, 2), np.uint32), self.sharding)
+        step = jax.ShapeDtypeStruct((), jnp.int32)
+        return self._chunk.lower(states, step, step, keys, data)
 
 
 def to_devices(x, sharding) -> jax.Array:
@@ -306,10 +339,10 @@ def run_chains(
     With ``checkpoint``, progress is saved there after every chunk, and a run
     whose checkpoint exists continues from it (using the seed stored in it).
     """
+    chunk, compile_time = runner.compile(positions, data)
     data = runner.put_data(data)
     states = runner.init(positions, data)
     keys = runner.keys(plan.seed)
-    chunk, compile_time = runner.chunk(states, keys, data)
     collector, done = _Collector(plan), 0
     saved = load(checkpoint, fingerprint) if checkpoint else None
     if saved is not None:

@@ -66,6 +66,31 @@ def _draw_mesh(devices: Sequence | None) -> jax.sharding.Mesh:
     return jax.make_mesh((len(devices),), ("draw",), devices=devices)
 
 
+_SAFE_MESH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _pool_safe_mesh(fn: Callable, mesh, seed_key, values: Sequence[np.ndarray], data: tuple):
+    """``mesh``, or a one-device mesh when ``fn`` calls LAPACK on several host devices.
+
+    Decided once per function and mesh from ``fn`` lowered for one draw per
+    device (see ``pool_safe_devices``).
+    """
+    from hiddenjax.execution.devices import pool_safe_devices
+
+    per_fn = _SAFE_MESH.setdefault(fn, {})
+    if mesh not in per_fn:
+        devices = list(mesh.devices.flat)
+        if len(devices) > 1:
+            n = len(devices)
+            one = tuple(jax.ShapeDtypeStruct((n, *np.shape(v)[1:]), np.asarray(v).dtype)
+                        for v in values)
+            indices = jax.ShapeDtypeStruct((n,), jnp.uint32)
+            text = _chunk_fn(fn, mesh).lower(seed_key, indices, one, data).as_text()
+            devices = pool_safe_devices(devices, text)
+        per_fn[mesh] = mesh if len(devices) == mesh.devices.size else _draw_mesh(devices)
+    return per_fn[mesh]
+
+
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
     """``array`` cut or padded (repeating its first row) to ``size`` rows."""
     if len(array) >= size:
@@ -116,11 +141,11 @@ def map_over_draws(
     progress : callable, optional
         Called with the number of draws finished after each chunk.
     """
-    mesh = _draw_mesh(devices)
-    n_dev = mesh.devices.size
     data = jax.tree.map(jnp.asarray, tuple(data))
     if seed_key is None:
         seed_key = jax.random.PRNGKey(0)
+    mesh = _pool_safe_mesh(fn, _draw_mesh(devices), seed_key, values, data)
+    n_dev = mesh.devices.size
     if chunk_size is None:
         chunk_size = chunk_size_for(fn, values, data, n_draws, n_dev)
     chunk_size = -(-int(chunk_size) // n_dev) * n_dev

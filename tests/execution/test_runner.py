@@ -155,3 +155,30 @@ def test_data_per_chain_groups_equal_separate_runs():
     for d, (data, seed) in enumerate(zip(datasets, plan.seed)):
         alone = run_chains(single, (data,), np.zeros((2, 3)), plan._replace(seed=seed))
         np.testing.assert_array_equal(together.outputs[0][2 * d : 2 * d + 2], alone.outputs[0])
+
+
+def _cholesky_fns():
+    def logdensity(theta, data):
+        (mean,) = data
+        cov = jnp.eye(3) + 0.1 * jnp.outer(theta, theta)
+        chol = jnp.linalg.cholesky(cov)
+        return -0.5 * jnp.sum((theta - mean) ** 2) - jnp.sum(jnp.log(jnp.diag(chol)))
+
+    return ChainFunctions(logdensity, lambda theta, data: (theta,), None)
+
+
+@pytest.mark.skipif(len(jax.devices()) < 2, reason="needs two host devices")
+def test_programs_calling_lapack_run_on_one_host_device():
+    plan = RunPlan(tune=5, draws=10, seed=1, chunk_size=8, keep_warmup=False)
+    plain = Runner(metropolis_program, _fns(), 5, 8, 4)
+    run_chains(plain, (np.zeros(3),), np.zeros((4, 3)), plan)
+    assert plain.mesh.devices.size == 2
+    lapack = Runner(metropolis_program, _cholesky_fns(), 5, 8, 4)
+    assert lapack.mesh.devices.size == 2
+    result = run_chains(lapack, (np.zeros(3),), np.zeros((4, 3)), plan)
+    assert lapack.mesh.devices.size == 1
+    assert result.outputs[0].shape == (4, 10, 3)
+    # Same draws as a run placed on one device from the start.
+    alone = Runner(metropolis_program, _cholesky_fns(), 5, 8, 4, devices=jax.devices()[:1])
+    np.testing.assert_array_equal(result.outputs[0],
+                                  run_chains(alone, (np.zeros(3),), np.zeros((4, 3)), plan).outputs[0])

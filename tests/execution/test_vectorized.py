@@ -69,3 +69,22 @@ def test_run_steps_is_chunk_invariant_and_stops_when_asked():
     _, stopped = run_steps(step, jnp.zeros(()), 25, seed_key=key, args=(1.0,), chunk_size=7,
                            stop=lambda infos: True)
     assert stopped.shape == (7,)
+
+
+def solve_square(key, values, data):
+    (x,) = values
+    matrix = jnp.eye(3) + jnp.outer(x, x)
+    return (jnp.linalg.solve(matrix, x),), ()
+
+
+@pytest.mark.skipif(len(jax.devices()) < 2, reason="needs two host devices")
+def test_functions_calling_lapack_run_on_one_host_device(values):
+    from hiddenjax.execution.vectorized import _draw_mesh, _pool_safe_mesh
+
+    key = jax.random.PRNGKey(0)
+    mesh = _draw_mesh(None)
+    assert _pool_safe_mesh(noisy_square, mesh, key, values, (0.5,)).devices.size == 2
+    assert _pool_safe_mesh(solve_square, mesh, key, values, ()).devices.size == 1
+    result = map_over_draws(solve_square, values, (), n_draws=37, seed_key=key, chunk_size=5)
+    expected = [np.linalg.solve(np.eye(3) + np.outer(x, x), x) for x in values[0]]
+    np.testing.assert_allclose(result.outputs[0], expected, rtol=1e-10)

@@ -1,0 +1,51 @@
+"""Device choice: the jaxlib LAPACK deadlock on several host devices is avoided."""
+
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+
+from hiddenjax.execution.devices import pool_safe_devices
+
+CPU = [SimpleNamespace(platform="cpu", id=i) for i in range(2)]
+GPU = [SimpleNamespace(platform="gpu", id=i) for i in range(2)]
+LAPACK = 'stablehlo.custom_call @lapack_dpotrf_ffi(%0) {api_version = 4 : i32}'
+
+
+def test_lapack_programs_keep_one_host_device():
+    assert pool_safe_devices(CPU, LAPACK) == CPU[:1]
+    assert pool_safe_devices(CPU, "stablehlo.add %0, %1") == CPU
+    assert pool_safe_devices(CPU[:1], LAPACK) == CPU[:1]
+    assert pool_safe_devices(GPU, LAPACK) == GPU
+
+
+# Batched Cholesky of 88 x 88 matrices inside the chunk loop, chains over two
+# host devices: before the fix this hung at 0% CPU within a few chunks.
+_SCRIPT = textwrap.dedent("""
+    from hiddenjax.execution.devices import configure
+    configure()
+    import jax, jax.numpy as jnp, numpy as np
+    from tests.execution.test_runner import metropolis_program
+    from hiddenjax.execution.runner import ChainFunctions, RunPlan, Runner, run_chains
+
+    n = 88
+    def logdensity(theta, data):
+        a = jnp.outer(theta, theta) + n * jnp.eye(n)
+        return -0.5 * jnp.sum(theta ** 2) + jnp.sum(jnp.linalg.cholesky(a)) * 1e-6
+
+    fns = ChainFunctions(logdensity, lambda theta, data: (theta[:2],), None)
+    plan = RunPlan(tune=200, draws=800, seed=0, chunk_size=50, keep_warmup=False)
+    runner = Runner(metropolis_program, fns, 200, 50, 8)
+    result = run_chains(runner, (), np.zeros((8, n)), plan)
+    print("devices", runner.mesh.devices.size, "done", result.steps_done)
+""")
+
+
+@pytest.mark.slow
+def test_lapack_in_the_chunk_loop_does_not_hang():
+    done = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "done 1000" in done.stdout
