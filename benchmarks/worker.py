@@ -44,6 +44,8 @@ class Config(NamedTuple):
     """Number of chains."""
     seed: int
     """Random seed given to the sampler."""
+    init: str = "auto"
+    """hiddenjax's ``init`` (adaptation scheme); the peers use their own defaults."""
 
 
 class Run(NamedTuple):
@@ -154,7 +156,7 @@ def _run_hiddenjax(model, cfg: Config) -> Run:
     start = time.time()
     idata = hj.sample(model=model, draws=cfg.draws, tune=cfg.tune, chains=cfg.chains,
                       random_seed=cfg.seed, progressbar=False, compute_convergence_checks=False,
-                      discard_tuned_samples=False)
+                      discard_tuned_samples=False, init=cfg.init)
     end = time.time()
     attrs = idata.posterior.attrs
     loop = float(attrs["sampling_time"]) - float(attrs.get("compile_time", 0.0))

@@ -21,7 +21,7 @@ from hiddenjax.execution.devices import DEVICES, PRECISIONS, configure
 _log = logging.getLogger("hiddenjax")
 
 INITS = {
-    "auto": (True, "diag"),
+    "auto": (True, "auto"),
     "adapt_diag": (False, "diag"),
     "jitter+adapt_diag": (True, "diag"),
     "jitter+adapt_diag_grad": (True, "diag_grad"),
@@ -35,7 +35,8 @@ INITS = {
 PyMC's strings mean what they mean there (``adapt_full`` is Stan's dense
 windowed estimate, ``adapt_diag_grad`` the gradient-based diagonal).
 ``adapt_low_rank`` is a hiddenjax extension: nutpie's low-rank modified
-mass matrix.
+mass matrix. ``auto`` jitters and uses the low-rank scheme up to 128
+dimensions and Stan's diagonal above (``samplers.mass_matrix._auto``).
 """
 
 REFUSED_INITS = ("advi", "advi+adapt_diag", "advi_map", "map")
@@ -257,7 +258,9 @@ def sample(
         Accepted for compatibility with ``pymc.sample``; chains are spread over
         all host devices hiddenjax exposes (one per core).
     init : str, default "auto"
-        ``"auto"`` is ``"jitter+adapt_diag"`` (Stan's windowed diagonal).
+        ``"auto"`` jitters the starts and adapts nutpie's low-rank modified mass
+        matrix up to 128 unconstrained dimensions, Stan's windowed diagonal above
+        (chosen by effective samples per gradient: docs/benchmarks/adaptation.md).
         ``"adapt_full"`` adapts a dense mass matrix, ``"adapt_diag_grad"`` the
         gradient-based diagonal; each with or without ``"jitter+"``. ADVI and MAP inits are refused.
         hiddenjax also accepts ``"adapt_low_rank"`` and ``"jitter+adapt_low_rank"``:

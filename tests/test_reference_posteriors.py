@@ -13,14 +13,19 @@ from tests.reference_models import POSTERIORS, load, reference_table
 
 Z_MAX = 5.0
 SD_RATIO = (0.8, 1.25)
+SCHEMES = ["jitter+adapt_diag", "jitter+adapt_diag_grad", "jitter+adapt_full",
+           "jitter+adapt_low_rank"]
+"""Every adaptation scheme besides the default (``auto``), checked in the slow suite."""
 
 
+@pytest.mark.parametrize(
+    "init", ["auto", *(pytest.param(scheme, marks=pytest.mark.slow) for scheme in SCHEMES)])
 @pytest.mark.parametrize("posterior", sorted(POSTERIORS))
-def test_matches_reference_posterior(posterior):
+def test_matches_reference_posterior(posterior, init):
     build, target_accept = POSTERIORS[posterior]
     data, ref = load(posterior)
     idata = hj.sample(
-        model=build(data), draws=1000, tune=1000, chains=4, target_accept=target_accept,
+        model=build(data), draws=1000, tune=1000, chains=4, target_accept=target_accept, init=init,
         random_seed=20261124, progressbar=False, compute_convergence_checks=False,
     )
     rows = reference_table(idata, ref)

@@ -213,7 +213,8 @@ class Runner:
         started = time.perf_counter()
         lowered = self._lower(positions, data)
         devices = list(self.mesh.devices.flat)
-        safe = pool_safe_devices(devices, lowered.as_text()) if jax.process_count() == 1 else devices
+        # Across processes every device must take part, so the mesh stays.
+        safe = devices if jax.process_count() > 1 else pool_safe_devices(devices, lowered.as_text())
         if len(safe) < len(devices):
             self._use_mesh(chain_mesh(self.chains, safe))
             lowered = self._lower(positions, data)
@@ -226,12 +227,13 @@ class Runner:
         data_sharding = self.sharding if self.data_per_chain else self.replicated
 
         def spec(x, sharding):
-            return jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=sharding)
+            dtype = jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)
+            return jax.ShapeDtypeStruct(np.shape(x), dtype, sharding=sharding)
 
         data = tuple(spec(d, data_sharding) for d in data)
         states = jax.eval_shape(self._init, spec(positions, self.sharding), data)
-        states = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding),
-                              states)
+        states = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding), states)
         keys = spec(np.zeros((self.chains, 2), np.uint32), self.sharding)
         step = jax.ShapeDtypeStruct((), jnp.int32)
         return self._chunk.lower(states, step, step, keys, data)

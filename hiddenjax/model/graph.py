@@ -20,7 +20,11 @@ from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.random.type import RandomType
 
-from hiddenjax.model.errors import check_continuous
+from hiddenjax.model.errors import (
+    check_continuous,
+    check_deterministic_logp,
+    check_likelihood_based,
+)
 
 
 class FlatLayout(NamedTuple):
@@ -135,6 +139,7 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None) -> Mod
         Free variables and Deterministics to return from ``outputs``; all by default.
     """
     check_continuous(model)
+    check_likelihood_based(model)
     initial_point = model.initial_point(random_seed=0)
     keep = _output_vars(model, var_names)
     observed_rvs = list(model.observed_RVs)
@@ -143,6 +148,7 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None) -> Mod
         *model.replace_rvs_by_values(keep),
         *(model.logp(vars=observed_rvs, sum=False) if observed_rvs else []),
     ]
+    check_deterministic_logp(model, graphs[0])
     data_repl, data_names, data_values = _data_replacements(model, graphs)
     theta, layout, value_repl = _flat_position(model, initial_point)
     logp, *rest = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)

@@ -20,11 +20,13 @@ from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import graph_replace
+from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import applys_between, general_toposort, graph_inputs, walk
 from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.random.var import RandomGeneratorSharedVariable
 
+from hiddenjax.model.errors import check_deterministic_logp
 from hiddenjax.model.graph import ModelGraph, _data_replacements, _flat_position
 
 
@@ -222,8 +224,12 @@ def _checks_as_outputs(graphs: list[Variable]):
 
     JAX's tracing cannot raise on a traced value, and PyTensor's JAX backend
     drops such checks with a warning. Returning them lets the host raise with
-    the check's own message after the call.
+    the check's own message after the call. The graphs are canonicalised
+    first, as PyTensor's C backend does before running: checks on values the
+    simplified graph no longer uses (PyMC builds some, on shape inference,
+    that only hold after simplification) are dropped there too.
     """
+    graphs = list(rewrite_graph(graphs, include=("canonicalize",)))
     nodes = [n for n in applys_between(list(graph_inputs(graphs)), graphs)
              if isinstance(n.op, CheckAndRaise)]
     if not nodes:
@@ -254,6 +260,7 @@ def map_graph(model: Model, include_transformed: bool = True) -> ModelGraph:
 
     reported = get_default_varnames(model.unobserved_value_vars, include_transformed)
     graphs = [model.logp(jacobian=False, sum=True), *reported]
+    check_deterministic_logp(model, graphs[0])
     data_repl, data_names, data_values = _data_replacements(model, graphs)
     theta, layout, value_repl = _flat_position(model, model.initial_point(random_seed=0))
     logp, *outputs = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)

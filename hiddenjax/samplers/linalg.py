@@ -1,19 +1,20 @@
-"""LAPACK-backed decompositions that never batch on the CPU.
+"""Symmetric eigendecomposition and QR for the mass-matrix adaptations, LAPACK-free when small.
 
-Under ``vmap`` (one batch element per chain) ``jnp.linalg.eigh`` and
-``jnp.linalg.qr`` become one batched LAPACK call, which jaxlib's CPU kernels
-spread over the XLA intra-op thread pool and then block on until the batch
-is done. When every host device runs such a call at once, the pool's threads
-all wait on work queued behind them and the run never finishes (observed on
-a 2-core machine with two host devices). The functions here decompose a
-batch one matrix at a time instead (``lax.map`` under ``vmap``), which makes
-unbatched LAPACK calls only; they are used at window ends, so the lost
-parallelism costs little.
+On the CPU, jaxlib 0.10 runs the batch of a LAPACK call on XLA's intra-op
+thread pool and waits for it; with several host devices executing at once
+that deadlocks, so the execution layer runs any program that calls LAPACK
+on a single device (``hiddenjax.execution.devices.pool_safe_devices``).
+Adaptation only decomposes matrices at window ends, so for the sizes it
+meets most (``n <= JACOBI_MAX``) it uses the plain-JAX algorithms here and
+keeps every device busy:
 
-This is a mitigation, not a cure: with it, the benchmark models that hung
-with dense and low-rank adaptation finish, but a 20-line reproduction that
-calls ``eigh`` at every step of a scan on two host devices still hangs with
-unbatched calls. The complete fix belongs in the execution layer.
+* ``eigh``: cyclic Jacobi with a round-robin ordering, so each round rotates
+  ``n / 2`` disjoint pairs at once (Golub & Van Loan, *Matrix Computations*,
+  section 8.5); sweeps until the off-diagonal mass is below ``eps * |A|``.
+* ``qr``: Householder reflections, one column at a time.
+
+Larger matrices go to LAPACK (``jnp.linalg``), one matrix at a time under
+``vmap`` so each call is small.
 """
 
 from __future__ import annotations
@@ -22,9 +23,110 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
-__all__ = ["eigh", "qr"]
+__all__ = ["JACOBI_MAX", "eigh", "qr"]
+
+JACOBI_MAX = 128
+"""Largest matrix side decomposed in plain JAX; larger ones call LAPACK."""
+
+_MAX_SWEEPS = 40
+
+
+def _turn(x: Array, axis: int) -> Array:
+    """The next round's layout along ``axis`` in the circle method, by slicing only.
+
+    Position ``i`` of the top half meets position ``i`` of the bottom half.
+    The first place stays; the others move one step around the table (top
+    left to right, bottom right to left), so after ``m - 1`` rounds every
+    pair has met once.
+    """
+    m = x.shape[axis]
+    half = m // 2
+    if half < 2:
+        return x
+    piece = lambda start, stop: lax.slice_in_dim(x, start, stop, axis=axis)  # noqa: E731
+    return jnp.concatenate([piece(0, 1), piece(half, half + 1), piece(1, half - 1),
+                            piece(half + 1, m), piece(half - 1, half)], axis=axis)
+
+
+def _rotate(carry, _):
+    """One round: zero ``A[i, i + m/2]`` for every ``i`` at once, then move to the next layout."""
+    a, v, pad = carry
+    half = a.shape[0] // 2
+    app, aqq = jnp.diagonal(a)[:half], jnp.diagonal(a)[half:]
+    apq = jnp.diagonal(a[:half, half:])
+    nonzero = apq != 0
+    tau = (aqq - app) / (2.0 * jnp.where(nonzero, apq, 1.0))
+    t = jnp.where(tau >= 0, 1.0, -1.0) / (jnp.abs(tau) + jnp.hypot(1.0, tau))
+    t = jnp.where(nonzero, t, 0.0)
+    c = 1.0 / jnp.sqrt(1.0 + t * t)
+    s = t * c
+
+    def columns(x):
+        x1, x2 = x[:, :half], x[:, half:]
+        return jnp.concatenate([c * x1 - s * x2, s * x1 + c * x2], axis=1)
+
+    a = columns(a)
+    a1, a2 = a[:half], a[half:]
+    a = jnp.concatenate([c[:, None] * a1 - s[:, None] * a2, s[:, None] * a1 + c[:, None] * a2])
+    return (_turn(_turn(a, 0), 1), _turn(columns(v), 1), _turn(pad, 0)), None
+
+
+def _off_diagonal(a: Array) -> Array:
+    """Sum of squared off-diagonal entries (summed directly: a difference would cancel)."""
+    return jnp.sum(jnp.where(jnp.eye(a.shape[0], dtype=bool), 0.0, a) ** 2)
+
+
+def _jacobi_eigh(matrix: Array) -> tuple[Array, Array]:
+    n = matrix.shape[-1]
+    m = max(2, n + n % 2)  # an odd side gets a decoupled padding index, never rotated into the rest
+    a = jnp.zeros((m, m), matrix.dtype).at[:n, :n].set(0.5 * (matrix + matrix.T))
+    pad = jnp.arange(m) >= n
+    # Rounding leaves about eps * |A| in every entry, so n**2 of them sum to (n eps |A|)**2.
+    tolerance = (m * jnp.finfo(matrix.dtype).eps * jnp.sqrt(jnp.sum(a * a))) ** 2
+
+    def sweep(state):
+        a, v, pad, count = state
+        (a, v, pad), _ = lax.scan(_rotate, (a, v, pad), None, length=m - 1)
+        return a, v, pad, count + 1
+
+    def unfinished(state):
+        a, _, _, count = state
+        return (_off_diagonal(a) > tolerance) & (count < _MAX_SWEEPS)
+
+    a, v, pad, _ = lax.while_loop(unfinished, sweep,
+                                  (a, jnp.eye(m, dtype=matrix.dtype), pad, 0))
+    values = jnp.diagonal(a)
+    order = jnp.argsort(jnp.where(pad, jnp.inf, values))[:n]
+    return values[order], v[:n, order]
+
+
+def _householder_qr(matrix: Array) -> tuple[Array, Array]:
+    n, k = matrix.shape
+    rows = jnp.arange(n)
+
+    def reflect(j, carry):
+        r, reflectors = carry
+        x = jnp.where(rows >= j, r[:, j], 0.0)
+        norm = jnp.sqrt(jnp.sum(x * x))
+        alpha = -jnp.where(r[j, j] >= 0, 1.0, -1.0) * norm
+        v = x.at[j].add(-alpha)
+        length = jnp.sqrt(jnp.sum(v * v))
+        v = jnp.where(length > 0, v / jnp.where(length > 0, length, 1.0), 0.0)
+        r = r - 2.0 * jnp.outer(v, v @ r)
+        return r, reflectors.at[j].set(v)
+
+    r, reflectors = lax.fori_loop(0, k, reflect,
+                                  (matrix, jnp.zeros((k, n), matrix.dtype)))
+
+    def apply(i, q):
+        v = reflectors[k - 1 - i]
+        return q - 2.0 * jnp.outer(v, v @ q)
+
+    q = lax.fori_loop(0, k, apply, jnp.eye(n, k, dtype=matrix.dtype))
+    return q, jnp.triu(r[:k])
 
 
 def _one_at_a_time(fn: Callable) -> Callable:
@@ -44,13 +146,13 @@ def _one_at_a_time(fn: Callable) -> Callable:
 
 
 @_one_at_a_time
-def _eigh(matrix: Array):
+def _lapack_eigh(matrix: Array):
     values, vectors = jnp.linalg.eigh(matrix)
     return values, vectors
 
 
 @_one_at_a_time
-def _qr(matrix: Array):
+def _lapack_qr(matrix: Array):
     q, r = jnp.linalg.qr(matrix)
     return q, r
 
@@ -61,27 +163,35 @@ def eigh(matrix: Array) -> tuple[Array, Array]:
     Parameters
     ----------
     matrix : Array
-        Symmetric, shape ``(n, n)``; only the lower triangle is read.
+        Symmetric, shape ``(n, n)``; it is symmetrised before use.
 
     Returns
     -------
     tuple of Array
         ``(values, vectors)`` as ``jnp.linalg.eigh``.
     """
-    return _eigh(matrix)
+    if matrix.shape[-1] <= JACOBI_MAX:
+        return _jacobi_eigh(matrix)
+    return _lapack_eigh(0.5 * (matrix + matrix.T))
 
 
 def qr(matrix: Array) -> tuple[Array, Array]:
-    """Reduced QR decomposition, as ``jnp.linalg.qr(matrix)``.
+    """Reduced QR decomposition, as ``jnp.linalg.qr(matrix)`` (``n >= m``).
 
     Parameters
     ----------
     matrix : Array
-        Shape ``(n, m)``.
+        Shape ``(n, m)`` with ``n >= m``.
 
     Returns
     -------
     tuple of Array
-        ``(q, r)`` with ``q`` of shape ``(n, min(n, m))``, orthonormal columns.
+        ``(q, r)`` with ``q`` of shape ``(n, m)``, orthonormal columns, and
+        ``r`` upper triangular.
     """
-    return _qr(matrix)
+    n, m = matrix.shape
+    if m > n:
+        raise ValueError(f"qr needs at least as many rows as columns, got shape {matrix.shape}.")
+    if m <= JACOBI_MAX:
+        return _householder_qr(matrix)
+    return _lapack_qr(matrix)

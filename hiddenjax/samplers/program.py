@@ -257,9 +257,14 @@ def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, n
     step index, which every chain shares, so a dense or low-rank estimate
     costs nothing on other steps).
     """
-    window = state.mass_matrix_adaptation
-    fed = mass_adapt.update(window, nuts_state.position, nuts_state.logdensity_grad)
-    window = _select(in_window(schedule, step), fed, window)
+    def feed(window):
+        return mass_adapt.update(window, nuts_state.position, nuts_state.logdensity_grad)
+
+    # Conditionals rather than selects: the accumulators (a low-rank scheme's
+    # buffer of draws among them) are then updated in place, not copied whole
+    # at every step.
+    window = lax.cond(in_window(schedule, step), feed, lambda window: window,
+                      state.mass_matrix_adaptation)
     ended = is_window_end(schedule, step)
 
     def new_metric(window):
@@ -267,7 +272,8 @@ def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, n
         return _select(window.count >= 2, mass_adapt.final(window), state.metric)
 
     metric = lax.cond(ended, new_metric, lambda window: state.metric, window)
-    window = _select(ended, mass_adapt.init(nuts_state.position.shape[0]), window)
+    n_dim = nuts_state.position.shape[0]
+    window = lax.cond(ended, lambda window: mass_adapt.init(n_dim), lambda window: window, window)
     return window, metric, ended
 
 

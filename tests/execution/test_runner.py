@@ -180,5 +180,5 @@ def test_programs_calling_lapack_run_on_one_host_device():
     assert result.outputs[0].shape == (4, 10, 3)
     # Same draws as a run placed on one device from the start.
     alone = Runner(metropolis_program, _cholesky_fns(), 5, 8, 4, devices=jax.devices()[:1])
-    np.testing.assert_array_equal(result.outputs[0],
-                                  run_chains(alone, (np.zeros(3),), np.zeros((4, 3)), plan).outputs[0])
+    expected = run_chains(alone, (np.zeros(3),), np.zeros((4, 3)), plan).outputs[0]
+    np.testing.assert_array_equal(result.outputs[0], expected)

@@ -61,3 +61,14 @@ def test_discrete_free_variable_is_refused_with_a_pointer_to_marginalisation():
 def test_unknown_var_names_are_named():
     with pytest.raises(ValueError, match="nope"):
         extract_model_graph(hierarchical_regression(), var_names=["nope"])
+
+
+def test_simulator_models_are_refused_naming_the_variable_and_smc():
+    def simulate(rng, a, size=None):
+        return rng.normal(a, 1.0, size=size)
+
+    with pm.Model() as model:
+        a = pm.Normal("a", 0, 1)
+        pm.Simulator("draws_abc", simulate, a, epsilon=1.0, observed=np.zeros(5))
+    with pytest.raises(ModelNotSupportedError, match=r"'draws_abc' is a pm.Simulator.*sample_smc"):
+        extract_model_graph(model)

@@ -1,8 +1,9 @@
-"""Decompositions that loop over a vmapped batch instead of one batched LAPACK call."""
+"""Decompositions for adaptation: plain JAX when small, LAPACK one matrix at a time above."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hiddenjax.samplers import linalg
 
@@ -12,14 +13,44 @@ def _symmetric(shape, seed=0):
     return a + np.swapaxes(a, -1, -2)
 
 
+def _check_eigh(a, values, vectors, atol=1e-11):
+    scale = max(1.0, np.abs(a).max())
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(a), atol=atol * scale)
+    rebuilt = np.einsum("...ij,...j,...kj->...ik", vectors, values, vectors)
+    np.testing.assert_allclose(rebuilt, a, atol=atol * scale)
+    eye = np.broadcast_to(np.eye(a.shape[-1]), a.shape)
+    np.testing.assert_allclose(np.swapaxes(vectors, -1, -2) @ vectors, eye, atol=atol)
+
+
 def test_eigh_matches_numpy_unbatched_and_under_nested_vmap():
     a = _symmetric((3, 2, 5, 5))
     values, vectors = jax.jit(jax.vmap(jax.vmap(linalg.eigh)))(jnp.asarray(a))
-    np.testing.assert_allclose(values, np.linalg.eigvalsh(a), atol=1e-12)
-    rebuilt = np.einsum("...ij,...j,...kj->...ik", vectors, values, vectors)
-    np.testing.assert_allclose(rebuilt, a, atol=1e-12)
+    _check_eigh(a, values, vectors)
     single, _ = linalg.eigh(jnp.asarray(a[0, 0]))
     np.testing.assert_allclose(single, np.linalg.eigvalsh(a[0, 0]), atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 33, 100, linalg.JACOBI_MAX, linalg.JACOBI_MAX + 1])
+def test_eigh_every_size_either_side_of_the_lapack_switch(n):
+    a = _symmetric((n, n), seed=n)
+    values, vectors = jax.jit(linalg.eigh)(jnp.asarray(a))
+    _check_eigh(a, np.asarray(values), np.asarray(vectors))
+
+
+def test_eigh_of_hard_spectra():
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    cases = {
+        "identity": np.eye(40),
+        "repeated": q @ np.diag(np.repeat([1.0, 5.0], 20)) @ q.T,
+        "ill-conditioned covariance": q @ np.diag(np.logspace(-8, 8, 40)) @ q.T,
+        "zero": np.zeros((40, 40)),
+        "diagonal": np.diag(np.arange(40.0)),
+    }
+    for name, a in cases.items():
+        values, vectors = jax.jit(linalg.eigh)(jnp.asarray(a))
+        # Relative to the largest eigenvalue, as LAPACK's own accuracy.
+        _check_eigh(a, np.asarray(values), np.asarray(vectors), atol=1e-11), name
 
 
 def test_qr_matches_its_definition_under_vmap():
@@ -29,13 +60,28 @@ def test_qr_matches_its_definition_under_vmap():
     np.testing.assert_allclose(q @ r, a, atol=1e-12)
     np.testing.assert_allclose(np.swapaxes(q, 1, 2) @ q, np.broadcast_to(np.eye(3), (4, 3, 3)),
                                atol=1e-12)
+    np.testing.assert_array_equal(np.tril(r, -1), 0.0)
 
 
-def test_vmapped_calls_are_unbatched_lapack_calls():
-    # One batched call is what can deadlock the CPU thread pool (see the module).
-    a = jnp.asarray(_symmetric((4, 6, 6)))
-    text = jax.jit(jax.vmap(linalg.eigh)).lower(a).as_text()
-    assert "syevd" in text
-    assert 'num_batch_dims = "0"' in text and 'num_batch_dims = "1"' not in text
-    text = jax.jit(jax.vmap(linalg.qr)).lower(a).as_text()
+def test_qr_of_rank_deficient_matrices_keeps_orthonormal_columns():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(30, 3)) @ rng.normal(size=(3, 8))  # rank 3
+    a[:, 5] = 0.0
+    q, r = jax.jit(linalg.qr)(jnp.asarray(a))
+    np.testing.assert_allclose(np.asarray(q) @ np.asarray(r), a, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(q).T @ np.asarray(q), np.eye(8), atol=1e-12)
+    with pytest.raises(ValueError, match="rows"):
+        linalg.qr(jnp.zeros((3, 5)))
+
+
+def test_small_decompositions_call_no_lapack_and_large_ones_unbatched():
+    # Any LAPACK call sends a CPU program to one device (execution/devices.py).
+    small = jnp.asarray(_symmetric((4, 6, 6)))
+    assert "lapack_" not in jax.jit(jax.vmap(linalg.eigh)).lower(small).as_text()
+    assert "lapack_" not in jax.jit(jax.vmap(linalg.qr)).lower(small).as_text()
+    n = linalg.JACOBI_MAX + 1
+    large = jax.ShapeDtypeStruct((2, n, n), jnp.float64)
+    text = jax.jit(jax.vmap(linalg.eigh)).lower(large).as_text()
+    assert "syevd" in text and 'num_batch_dims = "1"' not in text
+    text = jax.jit(jax.vmap(linalg.qr)).lower(large).as_text()
     assert "geqrf" in text and 'num_batch_dims = "1"' not in text

@@ -10,6 +10,7 @@ import pytest
 from hiddenjax.samplers import build_nuts_program
 from hiddenjax.samplers.mass_matrix import (
     ADAPTATIONS,
+    AUTO_LOW_RANK_MAX,
     LOW_RANK_CUTOFF,
     LOW_RANK_GAMMA,
     gradient_variance,
@@ -320,3 +321,24 @@ def test_low_rank_through_the_warmup_program():
         relative = _relative_eigenvalues(covariance, _dense_inverse_mass(metric))
         assert 1.0 / bound <= relative.min() and relative.max() <= bound
     assert not np.any(np.asarray(run.info.diverging))
+
+
+def test_auto_is_low_rank_up_to_its_cutoff_and_the_diagonal_above():
+    small = ADAPTATIONS["auto"](AUTO_LOW_RANK_MAX, 100)
+    large = ADAPTATIONS["auto"](AUTO_LOW_RANK_MAX + 1, 100)
+    assert type(small.init(AUTO_LOW_RANK_MAX)) is type(low_rank(AUTO_LOW_RANK_MAX, 100).init(
+        AUTO_LOW_RANK_MAX))
+    assert type(large.init(3)) is type(welford_variance().init(3))
+
+
+def test_auto_programs_call_no_lapack_up_to_the_cutoff():
+    """Below the cutoff the whole warmup program stays plain JAX, so CPU runs keep every device."""
+    def logdensity(x):
+        return -0.5 * jnp.sum(x**2)
+
+    program = build_nuts_program(logdensity, 200, adaptation="auto")
+    state = jax.vmap(program.init)(jnp.zeros((2, AUTO_LOW_RANK_MAX)))
+    keys = jax.random.split(jax.random.key(0), 2)
+    step = jax.vmap(program.warmup_step, in_axes=(0, 0, None))
+    text = jax.jit(step).lower(keys, state, 120).as_text()
+    assert "lapack_" not in text

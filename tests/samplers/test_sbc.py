@@ -35,7 +35,7 @@ TUNE, DRAWS = 500, 990
 """Per replicate, one chain; keeping every tenth draw leaves ``RANKS`` draws
 spaced wider than these models' integrated autocorrelation times (ESS of 990
 draws was at least 150, about seven draws per independent one)."""
-INITS = ["auto"]
+INITS = ["auto", "jitter+adapt_diag", "jitter+adapt_full"]
 """Adaptation schemes (``init=``) under test."""
 
 
