@@ -56,12 +56,19 @@ def _dimension(model) -> int:
     return int(sum(v.size for v in model.initial_point().values()))
 
 
+def _number(x: float) -> str:
+    return f"{x:.1f}" if abs(x) >= 1 else f"{x:.3g}"
+
+
 def _cell(runs: list[dict]) -> str:
+    """Mean (range) over seeds; ``–`` not run; ``timed out`` or ``failed`` otherwise."""
+    if not runs:
+        return "–"
     values = [r["ess_per_1000_grads"] for r in runs if r.get("status") == "ok"]
     if not values:
-        return "failed"
-    return f"{statistics.mean(values):.1f}" + (f" ({min(values):.0f}–{max(values):.0f})"
-                                                if len(values) > 1 else "")
+        return "timed out" if all("timed out" in r.get("error", "") for r in runs) else "failed"
+    spread = f" ({_number(min(values))}–{_number(max(values))})" if len(values) > 1 else ""
+    return _number(statistics.mean(values)) + spread
 
 
 def markdown(results: dict) -> str:
@@ -87,7 +94,9 @@ def markdown(results: dict) -> str:
         "",
         "`auto` is hiddenjax's default: nutpie's low-rank modified mass matrix up to 128 "
         "unconstrained dimensions, Stan's diagonal above. The other hiddenjax columns are "
-        "`init=\"jitter+adapt_...\"`; `pymc` and `nutpie` run at their defaults.",
+        "`init=\"jitter+adapt_...\"`; `pymc` and `nutpie` run at their defaults. "
+        "`–`: not run; `timed out`: past the per-run limit (`--timeout`).",
+        *(["", config["note"]] if config.get("note") else []),
         "",
         "| model | dim | " + " | ".join(variants) + " |",
         "|---|---|" + "---|" * len(variants),
@@ -109,7 +118,7 @@ def markdown(results: dict) -> str:
                 continue
             best = max(theirs, key=theirs.get)
             ratios.append(ours / theirs[best])
-            lines.append(f"| {model} | {ours:.1f} | {best} | {theirs[best]:.1f} | "
+            lines.append(f"| {model} | {_number(ours)} | {best} | {_number(theirs[best])} | "
                          f"{ours / theirs[best]:.2f}× |")
         if ratios:
             lines += ["", f"Median ratio over {len(ratios)} models: "

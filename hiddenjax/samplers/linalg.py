@@ -10,7 +10,8 @@ keeps every device busy:
 
 * ``eigh``: cyclic Jacobi with a round-robin ordering, so each round rotates
   ``n / 2`` disjoint pairs at once (Golub & Van Loan, *Matrix Computations*,
-  section 8.5); sweeps until the off-diagonal mass is below ``eps * |A|``.
+  section 8.5); sweeps until the off-diagonal entries are at rounding level
+  (their norm below ``n * eps * |A|``), at most 40 sweeps.
 * ``qr``: Householder reflections, one column at a time.
 
 Larger matrices go to LAPACK (``jnp.linalg``), one matrix at a time under

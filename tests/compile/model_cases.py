@@ -545,9 +545,12 @@ def print_model_table(names: list[str] | None = None) -> list[ModelResult]:
         print(f"{name:<36}{_mark(r.logp):>6}{_mark(r.grad):>6}{_mark(r.draws):>7}"
               f"{r.seconds:>7.1f}  {why[:90]}", flush=True)
     dens = [r for r in results if r.logp == "" and r.grad in ("", "n/a")]
+    refused = [r for r in results if r.logp.startswith("n/a (refused")]
     can_draw = [r for r in results if not r.draws.startswith("n/a")]
     drawn = [r for r in can_draw if r.draws == ""]
-    print(f"\n{len(dens)}/{len(results)} model cases pass log-density + gradient; "
+    print(f"\n{len(dens)}/{len(results) - len(refused)} model cases with a fixed log-density "
+          f"pass log-density + gradient ({len(refused)} without one refused clearly, as they "
+          "must be); "
           f"{len(drawn)}/{len(can_draw)} forward-draw cases the C backend can sample agree "
           f"in distribution (KS, Bonferroni p > {ALPHA} over {DRAWS} draws)")
     return results
