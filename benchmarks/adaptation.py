@@ -123,7 +123,8 @@ def markdown(results: dict) -> str:
         if ratios:
             lines += ["", f"Median ratio over {len(ratios)} models: "
                       f"**{statistics.median(ratios):.2f}×** (issue 4 asks for at least 1× on "
-                      f"the median model); lowest {min(ratios):.2f}×, highest {max(ratios):.2f}×."]
+                      "the median model); "
+                      f"lowest {min(ratios):.2f}×, highest {max(ratios):.2f}×."]
     return "\n".join(lines) + "\n"
 
 

@@ -135,15 +135,16 @@ def machine() -> dict:
             "python": platform.python_version(), "versions": versions}
 
 
-def _previous_runs(path: Path, shape: dict) -> list[dict]:
-    """Runs already in ``path`` with the same draws, tune and chains (for ``--merge``)."""
+def _previous_runs(path: Path, shape: dict) -> tuple[list[dict], str | None]:
+    """Runs in ``path`` with the same draws, tune and chains, and their date (``--merge``)."""
     if not path.exists():
-        return []
+        return [], None
     old = json.loads(path.read_text())
     if old.get("config", {}).get("shape") != shape:
         print(f"--merge: {path} has a different draws/tune/chains; starting afresh")
-        return []
-    return old.get("runs", [])
+        return [], None
+    earlier = old.get("config", {}).get("merged", {}).get("earlier") or old["machine"]["date"]
+    return old.get("runs", []), earlier
 
 
 def _combined(previous: list[dict], new: list[dict]) -> list[dict]:
@@ -203,7 +204,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"hiddenjax benchmarks: {args.chains} chains x ({args.tune} tune + {args.draws} draws); "
           f"logs in {logs}", flush=True)
     path = args.out / "results.json"
-    previous = _previous_runs(path, results["config"]["shape"]) if args.merge else []
+    previous, earlier = ([], None)
+    if args.merge:
+        previous, earlier = _previous_runs(path, results["config"]["shape"])
+    if previous:
+        results["config"]["merged"] = {"earlier": earlier, "models": args.models,
+                                       "samplers": args.samplers}
     new: list[dict] = []
     for job in plan(args.models, args.samplers, args.chains, cache_root, not args.no_prime):
         result = run_job(job, args, logs)
