@@ -150,6 +150,20 @@ def test_low_rank_is_exact_for_a_gaussian_without_ridge_and_cutoff():
                                1.0, atol=1e-6)
 
 
+def _assert_within_ridge_and_cutoff(covariance, metric, n_draws):
+    """The low-rank metric matches ``covariance`` up to the cutoff and the ridge's bias.
+
+    Relative eigenvalues lie within ``cutoff * sqrt(1 + n gamma kappa)``, kappa
+    the condition number of the covariance in the metric's diagonal scaling.
+    """
+    scaled = covariance / np.outer(metric.scale, metric.scale)
+    eigenvalues = np.linalg.eigvalsh(scaled)
+    kappa = max(eigenvalues.max(), 1.0 / eigenvalues.min())
+    bound = LOW_RANK_CUTOFF * np.sqrt(1.0 + n_draws * LOW_RANK_GAMMA * kappa)
+    relative = _relative_eigenvalues(covariance, _dense_inverse_mass(metric))
+    assert 1.0 / bound <= relative.min() and relative.max() <= bound
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_low_rank_recovers_the_strong_directions(seed):
     """With nutpie's defaults every eigenvalue left over lies within the cutoff band.
@@ -163,12 +177,7 @@ def test_low_rank_recovers_the_strong_directions(seed):
     covariance = _spiked_covariance(n_dim)
     draws, gradients = _gaussian_window(covariance, n_draws, seed)
     metric = _low_rank_final(low_rank(n_dim, 500), draws, gradients)
-    scaled = covariance / np.outer(metric.scale, metric.scale)
-    eigenvalues = np.linalg.eigvalsh(scaled)
-    kappa = max(eigenvalues.max(), 1.0 / eigenvalues.min())
-    bound = LOW_RANK_CUTOFF * np.sqrt(1.0 + n_draws * LOW_RANK_GAMMA * kappa)
-    relative = _relative_eigenvalues(covariance, _dense_inverse_mass(metric))
-    assert 1.0 / bound <= relative.min() and relative.max() <= bound
+    _assert_within_ridge_and_cutoff(covariance, metric, n_draws)
     # The diagonal alone is far off along the spikes; the correction is what fixes it.
     diagonal_only = _relative_eigenvalues(covariance, np.diag(metric.diagonal))
     assert diagonal_only.max() / diagonal_only.min() > 1000.0
@@ -314,12 +323,7 @@ def test_low_rank_through_the_warmup_program():
     last_window = end - start
     for chain in range(2):
         metric = jax.tree.map(lambda a, c=chain: a[c], run.final.metric)
-        scaled = covariance / np.outer(metric.scale, metric.scale)
-        eigenvalues = np.linalg.eigvalsh(scaled)
-        kappa = max(eigenvalues.max(), 1.0 / eigenvalues.min())
-        bound = LOW_RANK_CUTOFF * np.sqrt(1.0 + last_window * LOW_RANK_GAMMA * kappa)
-        relative = _relative_eigenvalues(covariance, _dense_inverse_mass(metric))
-        assert 1.0 / bound <= relative.min() and relative.max() <= bound
+        _assert_within_ridge_and_cutoff(covariance, metric, last_window)
     assert not np.any(np.asarray(run.info.diverging))
 
 
