@@ -6,6 +6,15 @@ re-exported, and the inference functions hiddenjax implements replace PyMC's.
 
 import pymc as _pymc
 
+# Every fit lowers through PyTensor's JAX dispatch and reads the model's initial
+# point through PyTensor's VM (whose C-linker module imports setuptools), so these
+# one-time imports happen with hiddenjax rather than inside the first call.
+# Importing JAX starts no backend: hiddenjax still sets the host device count
+# before JAX creates its devices.
+import jax as _jax  # noqa: E402, F401
+import pytensor.link.c.exceptions as _c_exceptions  # noqa: E402, F401
+import pytensor.link.jax.dispatch as _jax_dispatch  # noqa: E402, F401
+
 __version__ = "0.1.0"
 
 _OWN = {

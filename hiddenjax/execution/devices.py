@@ -145,8 +145,10 @@ def pool_safe_devices(devices: list, program_text: str) -> list:
     When several host CPU devices execute at once, every pool thread can end
     up waiting and the process hangs at 0% CPU; one device never does. So a
     CPU program (StableHLO text) that calls LAPACK runs on one device, its
-    chains or draws vectorised there. GPUs are unaffected.
+    chains or draws vectorised there. GPUs are unaffected. Only custom calls
+    count: the text may carry source locations whose names mention LAPACK.
     """
-    if len(devices) > 1 and devices[0].platform == "cpu" and "lapack_" in program_text:
+    calls_lapack = re.search(r"custom_call\s+@lapack_", program_text) is not None
+    if len(devices) > 1 and devices[0].platform == "cpu" and calls_lapack:
         return list(devices[:1])
     return list(devices)

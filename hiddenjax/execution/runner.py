@@ -1,8 +1,8 @@
 """Chains over devices, run as one jitted chunk of steps at a time.
 
-Warmup and sampling share one compiled chunk function: each step looks at its
-global index and runs a warmup step, a sampling step, or nothing (past the
-end). Draws are copied to host memory after every chunk, so device memory is
+Warmup and sampling share one compiled chunk function: each step runs the
+program's transition at its global index (the program adapts while the index
+is in warmup), or nothing past the end. Draws are copied to host memory after every chunk, so device memory is
 bounded by the chunk and an interrupt keeps every finished draw.
 """
 
@@ -18,11 +18,10 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from hiddenjax.execution import program_cache
 from hiddenjax.execution.checkpoint import Checkpoint, load, save
 from hiddenjax.execution.devices import pool_safe_devices
 from hiddenjax.execution.interrupt import StopRequest
-
-WARMUP, SAMPLE, IDLE = 0, 1, 2
 
 
 class RunPlan(NamedTuple):
@@ -82,26 +81,22 @@ def chain_mesh(chains: int, devices: list | None = None) -> jax.sharding.Mesh:
     return jax.make_mesh((count,), ("chain",), devices=devices[:count])
 
 
-def _step_fn(program_factory, fns: ChainFunctions, tune: int):
-    """One step of one chain, choosing warmup, sampling or idle by global index."""
+def _step_fn(program_factory, fns: ChainFunctions):
+    """One step of one chain: the program's transition, or idle past the run's end."""
 
     def step(state, step_index, end, chain_key, data):
         program = program_factory(lambda theta: fns.logdensity(theta, data))
         key = jax.random.fold_in(chain_key, step_index)
 
-        def warm(s):
-            return program.warmup_step(key, s, step_index)
+        def run(s):
+            return program.step(key, s, step_index)
 
-        def sample(s):
-            return program.sample_step(key, s)
-
-        info_shape = jax.eval_shape(sample, state)[1]
+        info_shape = jax.eval_shape(run, state)[1]
 
         def idle(s):
             return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info_shape)
 
-        branch = jnp.where(step_index < tune, WARMUP, jnp.where(step_index < end, SAMPLE, IDLE))
-        state, info = lax.switch(branch, (warm, sample, idle), state)
+        state, info = lax.cond(step_index < end, run, idle, state)
         position = program.position(state)
         values = fns.constrain(position, data)
         loglik = fns.loglik(position, data) if fns.loglik is not None else ()
@@ -110,7 +105,7 @@ def _step_fn(program_factory, fns: ChainFunctions, tune: int):
     return step
 
 
-def build_chunk_fn(program_factory, fns: ChainFunctions, tune: int, chunk_size: int, mesh,
+def build_chunk_fn(program_factory, fns: ChainFunctions, chunk_size: int, mesh,
                    data_per_chain: bool = False):
     """``chunk(states, start, end, chain_keys, data) -> (states, stacked step outputs)``, jitted.
 
@@ -121,7 +116,7 @@ def build_chunk_fn(program_factory, fns: ChainFunctions, tune: int, chunk_size: 
     chain can fit its own dataset.
     """
     data_axis = 0 if data_per_chain else None
-    step = jax.vmap(_step_fn(program_factory, fns, tune), in_axes=(0, None, None, 0, data_axis))
+    step = jax.vmap(_step_fn(program_factory, fns), in_axes=(0, None, None, 0, data_axis))
 
     def local_chunk(states, start, end, chain_keys, data):
         def body(states, offset):
@@ -176,7 +171,7 @@ class Runner:
             init, mesh=self.mesh, in_specs=(P("chain"), data_spec), out_specs=P("chain"),
             check_vma=False,
         ))
-        self._chunk = build_chunk_fn(program_factory, fns, self.tune, self.chunk_size, self.mesh,
+        self._chunk = build_chunk_fn(program_factory, fns, self.chunk_size, self.mesh,
                                      self.data_per_chain)
 
     def put_data(self, data: tuple) -> tuple:
@@ -197,46 +192,105 @@ class Runner:
         """
         seeds = seed if isinstance(seed, list) else [seed]
         per_seed = self.chains // len(seeds)
-        keys = jnp.concatenate([chain_keys(s, per_seed) for s in seeds])
+        keys = np.concatenate([chain_keys(s, per_seed) for s in seeds])
         return to_devices(np.asarray(keys), self.sharding)
 
     def compile(self, positions, data) -> tuple[Callable, float]:
         """The compiled chunk function for these shapes, and seconds spent compiling it now.
 
         Call it before placing anything on the devices: a CPU program that calls
-        LAPACK moves the run to one device (see ``pool_safe_devices``).
+        LAPACK moves the run to one device (see ``pool_safe_devices``). The
+        lowered program is kept on disk (``program_cache``), so another process
+        with the same model, settings and shapes skips tracing it.
         """
         data = tuple(np.asarray(d) for d in data)
         signature = tuple((np.shape(x), np.asarray(x).dtype) for x in (positions, *data))
         if signature in self._compiled:
             return self._compiled[signature], 0.0
         started = time.perf_counter()
-        lowered = self._lower(positions, data)
-        devices = list(self.mesh.devices.flat)
-        # Across processes every device must take part, so the mesh stays.
-        safe = devices if jax.process_count() > 1 else pool_safe_devices(devices, lowered.as_text())
-        if len(safe) < len(devices):
-            self._use_mesh(chain_mesh(self.chains, safe))
-            lowered = self._lower(positions, data)
+        key = self._program_key(positions, data)
+        exported = program_cache.load(key) if key else None
+        if exported is not None:
+            if exported.nr_devices < self.mesh.devices.size:  # it calls LAPACK (see _settle)
+                devices = list(self.mesh.devices.flat)[: exported.nr_devices]
+                self._use_mesh(chain_mesh(self.chains, devices))
+            lowered = jax.jit(exported.call).lower(*self._specs(positions, data, exported))
+        else:
+            exported, lowered = self._settle(positions, data)
+            if exported is not None:
+                if key:
+                    program_cache.store(key, exported)
+                lowered = jax.jit(exported.call).lower(*self._specs(positions, data, exported))
         compiled = lowered.compile()
         self._compiled[signature] = compiled
         return compiled, time.perf_counter() - started
 
-    def _lower(self, positions, data):
-        """The chunk function lowered for abstract inputs laid out over the current mesh."""
-        data_sharding = self.sharding if self.data_per_chain else self.replicated
+    def _settle(self, positions, data):
+        """``(exported, None)``, or ``(None, lowered)`` where export is impossible
+        (host callbacks, several processes), on the devices its LAPACK calls allow."""
+        exportable = jax.process_count() == 1
+        while True:
+            exported = lowered = None
+            if exportable:
+                try:
+                    exported = jax.export.export(self._chunk)(*self._specs(positions, data))
+                    text = exported.mlir_module()
+                except (ValueError, NotImplementedError):  # host callbacks are not exportable
+                    exportable = False
+            if not exportable:
+                lowered = self._chunk.lower(*self._specs(positions, data))
+                text = lowered.as_text()
+            devices = list(self.mesh.devices.flat)
+            # Across processes every device must take part, so the mesh stays.
+            safe = devices if jax.process_count() > 1 else pool_safe_devices(devices, text)
+            if len(safe) == len(devices):
+                return exported, lowered
+            self._use_mesh(chain_mesh(self.chains, safe))
 
-        def spec(x, sharding):
+    def _program_key(self, positions, data) -> str | None:
+        """The on-disk cache key of this runner's chunk program at these shapes."""
+        theta, data_specs = self._specs(positions, data, per_chain=True)
+        fns = self._fns
+        try:
+            digests = (
+                program_cache.function_digest(jax.value_and_grad(fns.logdensity), theta,
+                                              data_specs),
+                program_cache.function_digest(fns.constrain, theta, data_specs),
+                program_cache.function_digest(fns.loglik, theta, data_specs)
+                if fns.loglik is not None else None,
+            )
+        except Exception:  # a model that cannot be traced abstractly is not cached
+            return None
+        settings = (self.tune, self.chunk_size, self.chains, self.data_per_chain,
+                    tuple((np.shape(x), str(np.asarray(x).dtype)) for x in (positions, *data)))
+        return program_cache.program_key(self._program_factory, settings, digests,
+                                         list(self.mesh.devices.flat))
+
+    def _specs(self, positions, data, exported=None, per_chain: bool = False):
+        """Abstract arguments: of the chunk function, or of one chain's model functions.
+
+        The chain states' shapes are read from ``exported`` when given, else
+        from tracing the init function.
+        """
+        def spec(x, sharding=None, drop_chain=False):
+            shape = np.shape(x)[1:] if drop_chain else np.shape(x)
             dtype = jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)
-            return jax.ShapeDtypeStruct(np.shape(x), dtype, sharding=sharding)
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
+        if per_chain:
+            return (spec(positions, drop_chain=True),
+                    tuple(spec(d, drop_chain=self.data_per_chain) for d in data))
+        data_sharding = self.sharding if self.data_per_chain else self.replicated
         data = tuple(spec(d, data_sharding) for d in data)
-        states = jax.eval_shape(self._init, spec(positions, self.sharding), data)
+        if exported is not None:
+            states = jax.tree.unflatten(exported.in_tree, exported.in_avals)[0][0]
+        else:
+            states = jax.eval_shape(self._init, spec(positions, self.sharding), data)
         states = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding), states)
         keys = spec(np.zeros((self.chains, 2), np.uint32), self.sharding)
         step = jax.ShapeDtypeStruct((), jnp.int32)
-        return self._chunk.lower(states, step, step, keys, data)
+        return states, step, step, keys, data
 
 
 def to_devices(x, sharding) -> jax.Array:
@@ -258,10 +312,35 @@ def to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def chain_keys(seed: int, chains: int):
-    """One key per chain, independent of how chains are laid over devices."""
-    base = jax.random.PRNGKey(seed)
-    return jax.vmap(lambda c: jax.random.fold_in(base, c))(jnp.arange(chains))
+def chain_keys(seed: int, chains: int) -> np.ndarray:
+    """One raw key per chain, independent of how chains are laid over devices.
+
+    Chain ``c``'s key is ``jax.random.fold_in(jax.random.PRNGKey(seed), c)``,
+    computed on the host with numpy: as JAX operations these few scalars
+    would cost a compilation each in a new process (about 0.1 s).
+    """
+    seed = int(seed) & 0xFFFF_FFFF_FFFF_FFFF  # PRNGKey reads the seed as 64 bits
+    key = (np.uint32(seed >> 32), np.uint32(seed & 0xFFFF_FFFF))
+    counts = np.arange(chains, dtype=np.uint32)
+    return np.stack(threefry2x32(key, np.zeros_like(counts), counts), axis=1)
+
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(key: tuple, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Threefry-2x32 hash (20 rounds) of counter words ``(x0, x1)``, as JAX's PRNG."""
+    k0, k1 = np.uint32(key[0]), np.uint32(key[1])
+    schedule = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0.astype(np.uint32) + schedule[0], x1.astype(np.uint32) + schedule[1]
+    for block in range(5):
+        for r in _ROTATIONS[block % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
+            x1 = x0 ^ x1
+        x0 = x0 + schedule[(block + 1) % 3]
+        x1 = x1 + schedule[(block + 2) % 3] + np.uint32(block + 1)
+    return x0, x1
 
 
 class _Collector:

@@ -153,6 +153,18 @@ def _select(pred: Array, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+def _carried_like(reference: Array, tree):
+    """``tree`` unchanged, but batched wherever ``reference`` is under ``vmap``.
+
+    A loop carry that starts unbatched but comes out of the body batched makes
+    ``vmap`` batch the loop body again until that settles, and nested loops
+    multiply the passes. Starting every carry batched settles it in one pass;
+    the select on ``reference`` is folded away by XLA.
+    """
+    same = reference == reference
+    return jax.tree.map(lambda x: jnp.where(same, x, x), tree)
+
+
 def _leaf_stats(stats: _TreeStats, energy_error: Array) -> _TreeStats:
     """Statistics updated with one leapfrog step's energy error."""
     larger = jnp.abs(energy_error) > jnp.abs(stats.max_energy_error)
@@ -260,7 +272,7 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             turning=jnp.bool_(False),
             diverging=jnp.bool_(False),
         )
-        return lax.while_loop(keep_going, leaf_step, first)
+        return lax.while_loop(keep_going, leaf_step, _carried_like(h0, first))
 
     return build
 
@@ -354,7 +366,7 @@ def _trajectory_builder(logdensity_fn: Callable, max_treedepth: int, max_energy_
             turning=jnp.bool_(False),
             diverging=jnp.bool_(False),
         )
-        return lax.while_loop(keep_going, double, first)
+        return lax.while_loop(keep_going, double, _carried_like(h0, first))
 
     return build
 

@@ -97,10 +97,11 @@ class NUTSProgram(NamedTuple):
 
     init: Callable
     """``init(position) -> ChainState`` for a 1-D float position."""
-    warmup_step: Callable
-    """``warmup_step(key, state, step_index) -> (ChainState, StepInfo)``, index < num_tune."""
-    sample_step: Callable
-    """``sample_step(key, state) -> (ChainState, StepInfo)`` with the adapted settings."""
+    step: Callable
+    """``step(key, state, step_index) -> (ChainState, StepInfo)``: a warmup transition
+    (then adaptation) while ``step_index < num_tune``, a sampling transition with the
+    adapted settings after. One NUTS kernel serves both, so a program holds one copy
+    of it; an unbatched ``step_index`` keeps the adaptation a real conditional."""
     position: Callable
     """``position(state) -> Array``: the chain's current position."""
 
@@ -230,24 +231,29 @@ def build_nuts_program(
             mass_matrix_adaptation=mass_adapt.init(n_dim),
         )
 
-    def warmup_step(key: Array, state: ChainState, step_index: ArrayLike):
+    def step(key: Array, state: ChainState, step_index: ArrayLike):
+        warmup = step_index < num_tune
+        early = warmup & (step_index < EARLY_STEPS)
+        max_depth = jnp.where(early, early_depth, max_treedepth)
+        nuts_state, info = kernel(key, state.nuts, state.step_size, state.metric, max_depth)
         mass_adapt = scheme(state.nuts.position.shape[0])
-        max_depth = jnp.where(step_index < EARLY_STEPS, early_depth, max_treedepth)
-        return _warmup_step(kernel, schedule, step_adapt, mass_adapt, key, state, step_index,
-                            max_depth)
 
-    def sample_step(key: Array, state: ChainState) -> tuple[ChainState, StepInfo]:
-        nuts_state, info = kernel(key, state.nuts, state.step_size, state.metric)
-        stats = _step_info(
-            info, nuts_state.logdensity, state.step_size, state.step_size,
-            info.reached_max_treedepth,
-        )
-        return state._replace(nuts=nuts_state), stats
+        def adapt(_):
+            return _adapt(schedule, step_adapt, mass_adapt, state, nuts_state, info, step_index)
+
+        def keep(_):
+            return state._replace(nuts=nuts_state), state.step_size
+
+        new_state, step_size_bar = lax.cond(warmup, adapt, keep, None)
+        # PyMC never flags the tree-depth limit during warmup.
+        reached = jnp.where(warmup, False, info.reached_max_treedepth)
+        stats = _step_info(info, nuts_state.logdensity, state.step_size, step_size_bar, reached)
+        return new_state, stats
 
     def position(state: ChainState) -> Array:
         return state.nuts.position
 
-    return NUTSProgram(init, warmup_step, sample_step, position)
+    return NUTSProgram(init, step, position)
 
 
 def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, nuts_state, step):
@@ -277,11 +283,11 @@ def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, n
     return window, metric, ended
 
 
-def _warmup_step(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt, key, state,
-                 step_index, max_depth):
-    """One warmup transition, then adaptation of step size and mass matrix."""
+def _adapt(schedule: WarmupSchedule, step_adapt, mass_adapt, state, nuts_state, info,
+           step_index):
+    """Chain state after warmup transition ``step_index`` and its adaptation of step
+    size and mass matrix, with dual averaging's averaged step size."""
     last_step = schedule.num_tune - 1
-    nuts_state, info = kernel(key, state.nuts, state.step_size, state.metric, max_depth)
     dual = step_adapt.update(state.step_size_adaptation, info.acceptance_rate)
     step_size_bar = step_adapt.final(dual)
     window, metric, ended = _mass_matrix_step(mass_adapt, schedule, state, nuts_state,
@@ -299,10 +305,7 @@ def _warmup_step(kernel, schedule: WarmupSchedule, step_adapt, mass_adapt, key, 
         step_size_adaptation=dual,
         mass_matrix_adaptation=window,
     )
-    stats = _step_info(
-        info, nuts_state.logdensity, state.step_size, step_size_bar, jnp.bool_(False)
-    )
-    return new_state, stats
+    return new_state, step_size_bar
 
 
 def _last_window_end(schedule: WarmupSchedule) -> int:

@@ -19,6 +19,9 @@ def test_lapack_programs_keep_one_host_device():
     assert pool_safe_devices(CPU, "stablehlo.add %0, %1") == CPU
     assert pool_safe_devices(CPU[:1], LAPACK) == CPU[:1]
     assert pool_safe_devices(GPU, LAPACK) == GPU
+    # Exported text carries source locations: a name that mentions LAPACK is no call.
+    located = 'stablehlo.add %0, %1 loc("test_lapack_model")'
+    assert pool_safe_devices(CPU, located) == CPU
 
 
 # Batched Cholesky of 88 x 88 matrices inside the chunk loop, chains over two
@@ -26,6 +29,7 @@ def test_lapack_programs_keep_one_host_device():
 _SCRIPT = textwrap.dedent("""
     from hiddenjax.execution.devices import configure
     configure()
+    from functools import partial
     import jax, jax.numpy as jnp, numpy as np
     from tests.execution.test_runner import metropolis_program
     from hiddenjax.execution.runner import ChainFunctions, RunPlan, Runner, run_chains
@@ -37,7 +41,7 @@ _SCRIPT = textwrap.dedent("""
 
     fns = ChainFunctions(logdensity, lambda theta, data: (theta[:2],), None)
     plan = RunPlan(tune=200, draws=800, seed=0, chunk_size=50, keep_warmup=False)
-    runner = Runner(metropolis_program, fns, 200, 50, 8)
+    runner = Runner(partial(metropolis_program, tune=200), fns, 200, 50, 8)
     result = run_chains(runner, (), np.zeros((8, n)), plan)
     print("devices", runner.mesh.devices.size, "done", result.steps_done)
 """)

@@ -1,5 +1,6 @@
 """The execution layer with a stand-in sampler program, so it is tested alone."""
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -7,7 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hiddenjax.execution.runner import ChainFunctions, RunPlan, Runner, chain_mesh, run_chains
+from hiddenjax.execution.runner import (
+    ChainFunctions,
+    RunPlan,
+    Runner,
+    chain_keys,
+    chain_mesh,
+    run_chains,
+)
 
 
 class State(NamedTuple):
@@ -25,13 +33,12 @@ class Info(NamedTuple):
 
 class Program(NamedTuple):
     init: object
-    warmup_step: object
-    sample_step: object
+    step: object
     position: object
 
 
-def metropolis_program(logdensity_fn):
-    """Random-walk Metropolis whose warmup doubles or halves the proposal scale."""
+def metropolis_program(logdensity_fn, tune):
+    """Random-walk Metropolis whose ``tune`` warmup steps grow or shrink the proposal scale."""
 
     def init(position):
         return State(position, logdensity_fn(position), jnp.asarray(1.0))
@@ -47,12 +54,12 @@ def metropolis_program(logdensity_fn):
         new = State(position, lp, state.scale)
         return new, Info(lp, accept_prob, jnp.asarray(False), state.scale)
 
-    def warmup_step(key, state, step_index):
+    def step(key, state, step_index):
         new, info = sample_step(key, state)
         scale = jnp.where(info.acceptance_rate > 0.3, state.scale * 1.1, state.scale * 0.9)
-        return new._replace(scale=scale), info
+        return new._replace(scale=jnp.where(step_index < tune, scale, state.scale)), info
 
-    return Program(init, warmup_step, sample_step, lambda s: s.position)
+    return Program(init, step, lambda s: s.position)
 
 
 def _fns():
@@ -66,7 +73,7 @@ def _fns():
 def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False):
     positions = np.zeros((chains, 3))
     plan = RunPlan(tune=tune, draws=draws, seed=5, chunk_size=chunk_size, keep_warmup=keep_warmup)
-    runner = Runner(metropolis_program, _fns(), tune, chunk_size, chains)
+    runner = Runner(partial(metropolis_program, tune=tune), _fns(), tune, chunk_size, chains)
     return run_chains(runner, (np.arange(3.0),), positions, plan)
 
 
@@ -96,7 +103,7 @@ def test_chains_are_independent_streams():
 def test_progress_is_told_about_every_chunk():
     calls = []
     plan = RunPlan(tune=10, draws=25, seed=1, chunk_size=10, keep_warmup=False)
-    runner = Runner(metropolis_program, _fns(), 10, 10, 2)
+    runner = Runner(partial(metropolis_program, tune=10), _fns(), 10, 10, 2)
     run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan,
                progress=lambda start, done, stats: calls.append((start, done)))
     assert calls == [(0, 10), (10, 20), (20, 30), (30, 35)]
@@ -108,7 +115,7 @@ def test_mesh_uses_a_divisor_of_the_chain_count():
 
 
 def test_runner_compiles_once_for_new_data_and_more_draws():
-    runner = Runner(metropolis_program, _fns(), 10, 16, 2)
+    runner = Runner(partial(metropolis_program, tune=10), _fns(), 10, 16, 2)
     plan = RunPlan(tune=10, draws=20, seed=1, chunk_size=16, keep_warmup=False)
     first = run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan)
     again = run_chains(runner, (np.ones(3),), np.zeros((2, 3)), plan._replace(draws=40))
@@ -119,7 +126,7 @@ def test_runner_compiles_once_for_new_data_and_more_draws():
 
 def test_checkpoint_extension_equals_an_uninterrupted_run(tmp_path):
     path = str(tmp_path / "run.nc")
-    runner = Runner(metropolis_program, _fns(), 30, 16, 4)
+    runner = Runner(partial(metropolis_program, tune=30), _fns(), 30, 16, 4)
     data, start = (np.arange(3.0),), np.zeros((4, 3))
     plan = RunPlan(tune=30, draws=20, seed=5, chunk_size=16, keep_warmup=True)
     first = run_chains(runner, data, start, plan, checkpoint=path, fingerprint="m")
@@ -137,7 +144,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     from hiddenjax.execution.checkpoint import CheckpointMismatchError
 
     path = str(tmp_path / "run.nc")
-    runner = Runner(metropolis_program, _fns(), 5, 8, 2)
+    runner = Runner(partial(metropolis_program, tune=5), _fns(), 5, 8, 2)
     plan = RunPlan(tune=5, draws=5, seed=1, chunk_size=8, keep_warmup=False)
     run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan, checkpoint=path, fingerprint="a")
     with pytest.raises(CheckpointMismatchError, match="different run"):
@@ -148,10 +155,10 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 def test_data_per_chain_groups_equal_separate_runs():
     datasets = [np.arange(3.0), -np.arange(3.0), np.ones(3)]
     plan = RunPlan(tune=12, draws=20, seed=[7, 8, 9], chunk_size=8, keep_warmup=False)
-    batched = Runner(metropolis_program, _fns(), 12, 8, 6, data_per_chain=True)
+    batched = Runner(partial(metropolis_program, tune=12), _fns(), 12, 8, 6, data_per_chain=True)
     stacked = (np.repeat(np.stack(datasets), 2, axis=0),)
     together = run_chains(batched, stacked, np.zeros((6, 3)), plan)
-    single = Runner(metropolis_program, _fns(), 12, 8, 2)
+    single = Runner(partial(metropolis_program, tune=12), _fns(), 12, 8, 2)
     for d, (data, seed) in enumerate(zip(datasets, plan.seed)):
         alone = run_chains(single, (data,), np.zeros((2, 3)), plan._replace(seed=seed))
         np.testing.assert_array_equal(together.outputs[0][2 * d : 2 * d + 2], alone.outputs[0])
@@ -170,15 +177,24 @@ def _cholesky_fns():
 @pytest.mark.skipif(len(jax.devices()) < 2, reason="needs two host devices")
 def test_programs_calling_lapack_run_on_one_host_device():
     plan = RunPlan(tune=5, draws=10, seed=1, chunk_size=8, keep_warmup=False)
-    plain = Runner(metropolis_program, _fns(), 5, 8, 4)
+    plain = Runner(partial(metropolis_program, tune=5), _fns(), 5, 8, 4)
     run_chains(plain, (np.zeros(3),), np.zeros((4, 3)), plan)
     assert plain.mesh.devices.size == 2
-    lapack = Runner(metropolis_program, _cholesky_fns(), 5, 8, 4)
+    lapack = Runner(partial(metropolis_program, tune=5), _cholesky_fns(), 5, 8, 4)
     assert lapack.mesh.devices.size == 2
     result = run_chains(lapack, (np.zeros(3),), np.zeros((4, 3)), plan)
     assert lapack.mesh.devices.size == 1
     assert result.outputs[0].shape == (4, 10, 3)
     # Same draws as a run placed on one device from the start.
-    alone = Runner(metropolis_program, _cholesky_fns(), 5, 8, 4, devices=jax.devices()[:1])
+    alone = Runner(partial(metropolis_program, tune=5), _cholesky_fns(), 5, 8, 4,
+                   devices=jax.devices()[:1])
     expected = run_chains(alone, (np.zeros(3),), np.zeros((4, 3)), plan).outputs[0]
     np.testing.assert_array_equal(result.outputs[0], expected)
+
+
+@pytest.mark.parametrize("seed", [0, 5, 2**31 - 1, 2**32 + 7, 123_456_789_012, -1])
+def test_chain_keys_are_jaxs_fold_in_of_the_seed_key(seed):
+    expected = jax.vmap(lambda c: jax.random.fold_in(jax.random.PRNGKey(seed), c))(np.arange(9))
+    keys = chain_keys(seed, 9)
+    assert keys.dtype == np.uint32 and keys.shape == (9, 2)
+    np.testing.assert_array_equal(keys, np.asarray(expected))

@@ -33,21 +33,17 @@ def run_program(program, key, positions, num_tune: int, num_draws: int) -> Run:
     def step_keys(step):
         return jax.vmap(jax.random.fold_in, (0, None))(chain_keys, step)
 
-    def warm(states, step):
-        states, info = jax.vmap(program.warmup_step, (0, 0, None))(step_keys(step), states, step)
-        return states, (states, info)
-
-    def sample(states, step):
-        states, info = jax.vmap(program.sample_step)(step_keys(step), states)
+    def one(states, step):
+        states, info = jax.vmap(program.step, (0, 0, None))(step_keys(step), states, step)
         return states, (states, info)
 
     @jax.jit
     def go(positions):
         states = jax.vmap(program.init)(positions)
         tune_steps = jnp.arange(num_tune, dtype=jnp.int32)
-        states, (warm_states, warm_info) = lax.scan(warm, states, tune_steps)
+        states, (warm_states, warm_info) = lax.scan(one, states, tune_steps)
         draw_steps = jnp.arange(num_tune, num_tune + num_draws, dtype=jnp.int32)
-        states, (draw_states, draw_info) = lax.scan(sample, states, draw_steps)
+        states, (draw_states, draw_info) = lax.scan(one, states, draw_steps)
         return Run(states, warm_states, warm_info, draw_states, draw_info)
 
     return go(jnp.asarray(positions))

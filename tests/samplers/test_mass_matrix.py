@@ -343,6 +343,6 @@ def test_auto_programs_call_no_lapack_up_to_the_cutoff():
     program = build_nuts_program(logdensity, 200, adaptation="auto")
     state = jax.vmap(program.init)(jnp.zeros((2, AUTO_LOW_RANK_MAX)))
     keys = jax.random.split(jax.random.key(0), 2)
-    step = jax.vmap(program.warmup_step, in_axes=(0, 0, None))
+    step = jax.vmap(program.step, in_axes=(0, 0, None))
     text = jax.jit(step).lower(keys, state, 120).as_text()
     assert "lapack_" not in text

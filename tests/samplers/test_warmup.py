@@ -194,30 +194,22 @@ def test_short_tuning_adapts_the_step_size_only():
     np.testing.assert_allclose(run.final.step_size, avg, rtol=1e-14)
 
 
-def test_warmup_and_sampling_steps_are_interchangeable_branches():
-    """The execution layer picks warmup or sampling with ``lax.switch``: both
-    must return the same state and info types."""
-    program = build_nuts_program(_gaussian, 100)
+def test_sampling_steps_keep_the_adapted_settings():
+    """Past ``num_tune`` a step samples: step size, metric and accumulators stay as they are,
+    and only there is the tree-depth limit reported (PyMC's warmup never flags it)."""
+    program = build_nuts_program(_gaussian, 20, max_treedepth=1)
     state = program.init(jnp.ones(3))
-    key = jax.random.key(0)
-    warm = jax.eval_shape(lambda s: program.warmup_step(key, s, jnp.int32(3)), state)
-    sample = jax.eval_shape(lambda s: program.sample_step(key, s), state)
-    assert jax.tree.structure(warm) == jax.tree.structure(sample)
-    assert jax.tree.leaves(warm) == jax.tree.leaves(sample)
-
-    @jax.jit
-    @jax.vmap
-    def step(state, branch, step_index):
-        def warm(s):
-            return program.warmup_step(key, s, step_index)
-
-        def sample(s):
-            return program.sample_step(key, s)
-
-        return jax.lax.switch(branch, (warm, sample), state)
-
-    states = jax.vmap(program.init)(jnp.ones((2, 3)))
-    step(states, jnp.array([0, 1]), jnp.array([3, 3], jnp.int32))
+    keys = jax.random.split(jax.random.key(0), 20)
+    warm_state, warm_info = jax.vmap(program.step, (0, None, None))(keys, state, jnp.int32(3))
+    assert np.all(warm_state.step_size != state.step_size)
+    assert not np.any(warm_info.reached_max_treedepth)
+    new, info = jax.vmap(program.step, (0, None, None))(keys, state, jnp.int32(20))
+    for kept in ("step_size", "metric", "step_size_adaptation", "mass_matrix_adaptation"):
+        jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, np.broadcast_to(b, a.shape)),
+                     getattr(new, kept), getattr(state, kept))
+    np.testing.assert_array_equal(info.step_size_bar, state.step_size)
+    assert np.any(info.reached_max_treedepth)
+    np.testing.assert_array_equal(info.lp, new.nuts.logdensity)
 
 
 def test_float32_positions():
@@ -243,8 +235,8 @@ def test_program_only_depends_on_its_arguments():
     program = build_nuts_program(_gaussian, 50)
     state = program.init(jnp.array([0.1, -0.4, 2.0]))
     key = jax.random.key(3)
-    first = program.warmup_step(key, state, jnp.int32(7))
-    second = program.warmup_step(key, state, jnp.int32(7))
+    first = program.step(key, state, jnp.int32(7))
+    second = program.step(key, state, jnp.int32(7))
     jax.tree.map(np.testing.assert_array_equal, first, second)
     np.testing.assert_array_equal(program.position(first[0]), first[0].nuts.position)
 
