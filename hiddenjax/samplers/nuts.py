@@ -95,16 +95,24 @@ class _TreeStats(NamedTuple):
 
 
 class _Checkpoints(NamedTuple):
-    """Per tree level ``k``: the block of ``2**k`` leaves holding the latest leaf."""
+    """Per tree level ``k``: the block of ``2**k`` leaves holding the latest leaf.
+
+    Velocities are kept beside momenta so that each leaf computes one
+    velocity (``O(n k)`` with a low-rank metric), not one per level.
+    """
 
     start_momentum: Array
     """``(levels, n)``: momentum at the block's first leaf."""
+    start_velocity: Array
+    """``(levels, n)``: velocity at the block's first leaf."""
     momentum_sum: Array
     """``(levels, n)``: momentum summed over the block's leaves so far."""
     left_sum: Array
     """``(levels, n)``: momentum sum of the last completed left-half block."""
     left_end_momentum: Array
     """``(levels, n)``: momentum at that left-half block's last leaf."""
+    left_end_velocity: Array
+    """``(levels, n)``: velocity at that left-half block's last leaf."""
 
 
 class _Subtree(NamedTuple):
@@ -180,38 +188,42 @@ def _shift_level(a: Array) -> Array:
     return jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])
 
 
-def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, index: Array, sizes: Array):
-    """Add leaf ``index`` to the block in progress at every level."""
+def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, velocity_: Array, index: Array,
+                     sizes: Array):
+    """Add leaf ``index`` (its momentum and velocity) to the block in progress at every level."""
     starts = (index % sizes == 0)[:, None]
     return ck._replace(
         start_momentum=jnp.where(starts, momentum, ck.start_momentum),
+        start_velocity=jnp.where(starts, velocity_, ck.start_velocity),
         momentum_sum=jnp.where(starts, momentum, ck.momentum_sum + momentum),
     )
 
 
-def _blocks_turning(ck, momentum, index, levels, sizes, inverse_mass_matrix) -> Array:
+def _blocks_turning(ck, velocity_end, index, levels, sizes) -> Array:
     """Whether a block of two or more leaves completed at leaf ``index`` turns.
 
     A level-``k`` block is checked end to end, and for ``k >= 2`` also across
     its two halves (the level ``k - 1`` blocks): left half plus the first
     leaf of the right half, and last leaf of the left half plus right half.
+    ``velocity_end`` is the velocity at leaf ``index``.
     """
-    imm = inverse_mass_matrix
-    velocity_end = velocity(momentum, imm)
-    velocity_start = velocity(ck.start_momentum, imm)
+    velocity_start = ck.start_velocity
     whole = is_turning(velocity_start, velocity_end, ck.momentum_sum)
     right_start = _shift_level(ck.start_momentum)
     right_sum = _shift_level(ck.momentum_sum)
     left_sum = _shift_level(ck.left_sum)
     left_end = _shift_level(ck.left_end_momentum)
-    across_start = is_turning(velocity_start, velocity(right_start, imm), left_sum + right_start)
-    across_end = is_turning(velocity(left_end, imm), velocity_end, left_end + right_sum)
+    across_start = is_turning(velocity_start, _shift_level(ck.start_velocity),
+                              left_sum + right_start)
+    across_end = is_turning(_shift_level(ck.left_end_velocity), velocity_end,
+                            left_end + right_sum)
     turning = whole | ((levels >= 2) & (across_start | across_end))
     completed = ((index + 1) % sizes == 0) & (levels >= 1)
     return jnp.any(completed & turning)
 
 
-def _record_left_halves(ck: _Checkpoints, momentum: Array, index: Array, sizes: Array):
+def _record_left_halves(ck: _Checkpoints, momentum: Array, velocity_: Array, index: Array,
+                        sizes: Array):
     """Keep the blocks completed at leaf ``index`` that are left halves of their parent."""
     completed = (index + 1) % sizes == 0
     left_half = (index + 1) % (2 * sizes) != 0
@@ -219,6 +231,7 @@ def _record_left_halves(ck: _Checkpoints, momentum: Array, index: Array, sizes: 
     return ck._replace(
         left_sum=jnp.where(keep, ck.momentum_sum, ck.left_sum),
         left_end_momentum=jnp.where(keep, momentum, ck.left_end_momentum),
+        left_end_velocity=jnp.where(keep, velocity_, ck.left_end_velocity),
     )
 
 
@@ -235,7 +248,8 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
     def build(key, start, step_size, depth, h0, inverse_mass_matrix, stats) -> _Subtree:
         def leaf_step(sub: _Subtree) -> _Subtree:
             leaf = integrator(sub.leaf, step_size, inverse_mass_matrix)
-            energy = hamiltonian(leaf, inverse_mass_matrix)
+            leaf_velocity = velocity(leaf.momentum, inverse_mass_matrix)
+            energy = 0.5 * jnp.sum(leaf_velocity * leaf.momentum) - leaf.logdensity
             error = energy - h0
             error = jnp.where(jnp.isnan(error), jnp.inf, error)
             # Multinomial sampling within the subtree, one leaf at a time.
@@ -243,14 +257,13 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             u = jax.random.uniform(jax.random.fold_in(key, sub.index), dtype=error.dtype)
             take = jnp.log(u) < -error - log_weight
             leaf_proposal = _Proposal(leaf.position, leaf.logdensity, leaf.logdensity_grad, energy)
-            ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, sub.index, sizes)
-            turning = _blocks_turning(
-                ck, leaf.momentum, sub.index, levels, sizes, inverse_mass_matrix
-            )
+            ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, leaf_velocity, sub.index, sizes)
+            turning = _blocks_turning(ck, leaf_velocity, sub.index, levels, sizes)
             return _Subtree(
                 leaf=leaf,
                 index=sub.index + 1,
-                checkpoints=_record_left_halves(ck, leaf.momentum, sub.index, sizes),
+                checkpoints=_record_left_halves(ck, leaf.momentum, leaf_velocity, sub.index,
+                                                sizes),
                 proposal=_select(take, leaf_proposal, sub.proposal),
                 log_weight=log_weight,
                 stats=_leaf_stats(sub.stats, error),
@@ -265,7 +278,7 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
         first = _Subtree(
             leaf=start,
             index=jnp.int32(0),
-            checkpoints=_Checkpoints(zeros, zeros, zeros, zeros),
+            checkpoints=_Checkpoints(zeros, zeros, zeros, zeros, zeros, zeros),
             proposal=_Proposal(start.position, start.logdensity, start.logdensity_grad, h0),
             log_weight=jnp.asarray(-jnp.inf, h0.dtype),
             stats=stats,
