@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytensor.scalar as ps
+import scipy.linalg
 import pytensor.tensor as pt
 from pytensor.compile import optdb
+from pytensor.graph.basic import Constant
 from pytensor.graph.rewriting.basic import dfs_rewriter, in2out, node_rewriter
+from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
+from pytensor.tensor.slinalg import SolveTriangular
 from pytensor.tensor.subtensor import AdvancedIncSubtensor, AdvancedSubtensor
 
 TAG = "hiddenjax"
@@ -102,4 +106,58 @@ optdb.register(
     in2out(lift_rejection_over_sums),
     TAG,
     position=48.5,  # after canonicalize and specialize turn checks into switches, before fusion
+)
+
+
+def _constant_triangular_solve(node):
+    """``(op, A)`` when ``node`` solves a triangular system whose matrix is a 2-D constant."""
+    op = node.op
+    if isinstance(op, Blockwise):
+        op = op.core_op
+    if not isinstance(op, SolveTriangular):
+        return None
+    a = node.inputs[0]
+    if not isinstance(a, Constant) or a.type.ndim != 2:
+        return None
+    return op, np.asarray(a.data)
+
+
+@node_rewriter([SolveTriangular, Blockwise])
+def constant_triangular_solve_to_product(fgraph, node):
+    """``solve_triangular(A, b)`` with a constant ``A`` becomes ``inv(A) @ b``.
+
+    This is the Cholesky factor of a fixed covariance (``MvNormal`` with a
+    known ``cov``, a Gaussian process with fixed hyperparameters): PyTensor
+    folds the factorisation, but a triangular solve stays in every gradient,
+    and on CPU XLA's triangular solve runs several times slower than a product
+    with the inverse computed once here. The inverse solves the same system
+    against the identity, so the result agrees to rounding for a
+    well-conditioned ``A``; a singular ``A`` keeps the solve (and its NaNs).
+    """
+    found = _constant_triangular_solve(node)
+    if found is None:
+        return None
+    op, a = found
+    n = a.shape[0]
+    if a.shape != (n, n) or n == 0:
+        return None
+    with np.errstate(all="ignore"):
+        inverse = scipy.linalg.solve_triangular(
+            a, np.eye(n, dtype=a.dtype), lower=op.lower, unit_diagonal=op.unit_diagonal,
+            check_finite=False,
+        )
+    if not np.all(np.isfinite(inverse)):
+        return None
+    inverse = pt.constant(inverse.astype(a.dtype))
+    b = node.inputs[1]
+    # Core b is (n,) or (n, k); Blockwise adds leading batch axes.
+    out = b @ inverse.T if op.b_ndim == 1 else pt.matmul(inverse, b)
+    return [out.astype(node.outputs[0].type.dtype)]
+
+
+optdb.register(
+    "hiddenjax_constant_triangular_solve_to_product",
+    dfs_rewriter(constant_triangular_solve_to_product),
+    TAG,
+    position=48.6,  # after constant folding has fixed the factor, before fusion
 )

@@ -12,10 +12,11 @@ checks across the two halves of each merge. A subtree that turns or
 diverges is discarded whole.
 
 The tree is built iteratively: an outer ``lax.while_loop`` over doublings
-and an inner one over the leaves of the new subtree. Per tree level, the
-inner loop keeps the momentum sum of the block of leaves in progress and
-what the U-turn checks need of the block's left half, so every check the
-recursive algorithm makes happens at the leaf that completes a block.
+and an inner one over the leaves of the new subtree. The inner loop keeps
+the running momentum sum and, for each leaf that starts a block still in
+progress, its velocity and the sums before it (one row per bit count of the
+leaf's index, one row written per leaf), so every check the recursive
+algorithm makes happens at the leaf that completes a block.
 
 Statistics follow PyMC's ``NUTS``: ``acceptance_rate`` is the mean over every
 leapfrog step of ``min(1, exp(H0 - H))``, the divergent step included;
@@ -95,24 +96,35 @@ class _TreeStats(NamedTuple):
 
 
 class _Checkpoints(NamedTuple):
-    """Per tree level ``k``: the block of ``2**k`` leaves holding the latest leaf.
+    """What the U-turn checks need of the leaves that start a block holding the latest leaf.
 
-    Velocities are kept beside momenta so that each leaf computes one
-    velocity (``O(n k)`` with a low-rank metric), not one per level.
+    The level-``k`` block holding leaf ``i`` starts at ``i`` with its ``k``
+    lowest bits cleared. These start leaves have distinct bit counts, and a
+    later leaf with the same bit count as a start can no longer be in any of
+    its blocks, so row ``popcount(j)`` holds leaf ``j`` for as long as it is
+    needed. Each leaf writes one row: ``O(n)`` per leaf, where keeping every
+    level's block would cost ``O(n * levels)``.
     """
 
-    start_momentum: Array
-    """``(levels, n)``: momentum at the block's first leaf."""
-    start_velocity: Array
-    """``(levels, n)``: velocity at the block's first leaf."""
+    velocities: Array
+    """``(2, levels, n)``: per start leaf ``j`` (row ``popcount(j)``), ``v_j`` and
+    ``v_{j-1}``."""
+    sums: Array
+    """``(2, levels, n)``: per start leaf ``j``, ``C_{j-1}`` and ``C_{j-2}``, where
+    ``C_i`` is the momentum summed over the subtree's leaves ``0..i``."""
+    row_dots: Array
+    """``(2, levels)``: ``v_j . C_{j-1}`` and ``v_{j-1} . C_{j-2}``, so that the
+    checks need two matrix-vector products (XLA's fast path on CPU, several
+    times faster than multiplying and reducing over the rows)."""
+    across_start: Array
+    """``(levels,)``: for a right-half start ``j``, whether the left half plus
+    leaf ``j`` turns (Stan's first check across halves), decided at ``j``."""
     momentum_sum: Array
-    """``(levels, n)``: momentum summed over the block's leaves so far."""
-    left_sum: Array
-    """``(levels, n)``: momentum sum of the last completed left-half block."""
-    left_end_momentum: Array
-    """``(levels, n)``: momentum at that left-half block's last leaf."""
-    left_end_velocity: Array
-    """``(levels, n)``: velocity at that left-half block's last leaf."""
+    """``(n,)``: momentum summed over the subtree's leaves so far."""
+    velocity: Array
+    """``(n,)``: velocity at the latest leaf."""
+    first_momentum: Array
+    """``(n,)``: momentum at the subtree's first leaf."""
 
 
 class _Subtree(NamedTuple):
@@ -183,56 +195,70 @@ def _leaf_stats(stats: _TreeStats, energy_error: Array) -> _TreeStats:
     )
 
 
-def _shift_level(a: Array) -> Array:
-    """Row ``k`` of the result is row ``k - 1`` of ``a`` (row 0 is zeros)."""
-    return jnp.concatenate([jnp.zeros_like(a[:1]), a[:-1]])
+def _ctz(x: Array) -> Array:
+    """Trailing zero bits of a positive integer."""
+    return lax.population_count((x & -x) - 1)
 
 
-def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, velocity_: Array, index: Array,
-                     sizes: Array):
-    """Add leaf ``index`` (its momentum and velocity) to the block in progress at every level."""
-    starts = (index % sizes == 0)[:, None]
-    return ck._replace(
-        start_momentum=jnp.where(starts, momentum, ck.start_momentum),
-        start_velocity=jnp.where(starts, velocity_, ck.start_velocity),
-        momentum_sum=jnp.where(starts, momentum, ck.momentum_sum + momentum),
+def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, previous_momentum: Array,
+                     velocity_: Array, index: Array) -> _Checkpoints:
+    """Record leaf ``index`` (its momentum and velocity) in row ``popcount(index)``.
+
+    At an even leaf ``m > 0``, the start of the right half of the level
+    ``ctz(m) + 1`` block, that block's check across halves on the left half
+    plus leaf ``m`` is decided here, while everything it needs is at hand.
+    Row ``popcount(index)`` is no U-turn check's business at this leaf, so
+    the checks may read the rows before or after this update.
+    """
+    before = ck.momentum_sum
+    through = before + momentum
+    slot = lax.population_count(index)
+    before_previous = before - previous_momentum
+    dots = jnp.stack([jnp.dot(velocity_, before), jnp.dot(ck.velocity, before_previous)])
+    # The parent block starts at ``index`` with its lowest set bit cleared.
+    parent = jnp.maximum(slot - 1, 0)
+    parent_velocity = lax.dynamic_index_in_dim(ck.velocities[0], parent, keepdims=False)
+    parent_before = lax.dynamic_index_in_dim(ck.sums[0], parent, keepdims=False)
+    across = ((index > 0) & (index % 2 == 0)
+              & is_turning(parent_velocity, velocity_, through - parent_before))
+    here = jnp.arange(ck.across_start.shape[0]) == slot
+    return _Checkpoints(
+        velocities=jnp.where(here[:, None], jnp.stack([velocity_, ck.velocity])[:, None],
+                             ck.velocities),
+        sums=jnp.where(here[:, None], jnp.stack([before, before_previous])[:, None], ck.sums),
+        row_dots=jnp.where(here, dots[:, None], ck.row_dots),
+        across_start=jnp.where(here, across, ck.across_start),
+        momentum_sum=through,
+        velocity=velocity_,
+        first_momentum=jnp.where(index == 0, momentum, ck.first_momentum),
     )
 
 
-def _blocks_turning(ck, velocity_end, index, levels, sizes) -> Array:
+def _blocks_turning(ck: _Checkpoints, momentum_sum: Array, velocity_end: Array, index: Array,
+                    slots: Array) -> Array:
     """Whether a block of two or more leaves completed at leaf ``index`` turns.
 
-    A level-``k`` block is checked end to end, and for ``k >= 2`` also across
-    its two halves (the level ``k - 1`` blocks): left half plus the first
-    leaf of the right half, and last leaf of the left half plus right half.
-    ``velocity_end`` is the velocity at leaf ``index``.
+    The blocks completed at leaf ``i`` are levels ``k = 1..t`` with
+    ``t = ctz(i + 1)``; level ``k`` starts at the leaf in row
+    ``popcount(i + 1) - 1 + t - k``, and its right half (``k >= 2``) at the
+    leaf in the next row. Each block is checked end to end, and for
+    ``k >= 2`` across its halves as Stan does: left half plus the right
+    half's first leaf (decided at that leaf), and the left half's last leaf
+    plus the right half.
     """
-    velocity_start = ck.start_velocity
-    whole = is_turning(velocity_start, velocity_end, ck.momentum_sum)
-    right_start = _shift_level(ck.start_momentum)
-    right_sum = _shift_level(ck.momentum_sum)
-    left_sum = _shift_level(ck.left_sum)
-    left_end = _shift_level(ck.left_end_momentum)
-    across_start = is_turning(velocity_start, _shift_level(ck.start_velocity),
-                              left_sum + right_start)
-    across_end = is_turning(_shift_level(ck.left_end_velocity), velocity_end,
-                            left_end + right_sum)
-    turning = whole | ((levels >= 2) & (across_start | across_end))
-    completed = ((index + 1) % sizes == 0) & (levels >= 1)
-    return jnp.any(completed & turning)
-
-
-def _record_left_halves(ck: _Checkpoints, momentum: Array, velocity_: Array, index: Array,
-                        sizes: Array):
-    """Keep the blocks completed at leaf ``index`` that are left halves of their parent."""
-    completed = (index + 1) % sizes == 0
-    left_half = (index + 1) % (2 * sizes) != 0
-    keep = (completed & left_half)[:, None]
-    return ck._replace(
-        left_sum=jnp.where(keep, ck.momentum_sum, ck.left_sum),
-        left_end_momentum=jnp.where(keep, momentum, ck.left_end_momentum),
-        left_end_velocity=jnp.where(keep, velocity_, ck.left_end_velocity),
-    )
+    count = lax.population_count(index + 1)
+    top = count - 2 + _ctz(index + 1)
+    # v_j . (C_i - C_{j-1}) = v_j . C_i - v_j . C_{j-1}, and so on.
+    levels, n = ck.sums.shape[1:]
+    velocities_dot_sum = (ck.velocities.reshape(2 * levels, n) @ momentum_sum).reshape(2, levels)
+    sums_dot_velocity = (ck.sums.reshape(2 * levels, n) @ velocity_end).reshape(2, levels)
+    end_dot = jnp.dot(velocity_end, momentum_sum)
+    starts_turn = velocities_dot_sum - ck.row_dots <= 0
+    ends_turn = end_dot - sums_dot_velocity <= 0
+    whole, across_end = starts_turn[0] | ends_turn[0], starts_turn[1] | ends_turn[1]
+    whole_rows = (slots >= count - 1) & (slots <= top)
+    across_rows = (slots >= count) & (slots <= top)
+    return jnp.any(whole_rows & whole) | jnp.any(across_rows & (across_end | ck.across_start))
 
 
 def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error: float):
@@ -242,8 +268,7 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
     carries the direction's sign), stopping at the first divergent step or
     turning block.
     """
-    levels = jnp.arange(max_treedepth, dtype=jnp.int32)
-    sizes = jnp.left_shift(jnp.int32(1), levels)
+    slots = jnp.arange(max_treedepth, dtype=jnp.int32)
 
     def build(key, start, step_size, depth, h0, inverse_mass_matrix, stats) -> _Subtree:
         def leaf_step(sub: _Subtree) -> _Subtree:
@@ -257,13 +282,16 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             u = jax.random.uniform(jax.random.fold_in(key, sub.index), dtype=error.dtype)
             take = jnp.log(u) < -error - log_weight
             leaf_proposal = _Proposal(leaf.position, leaf.logdensity, leaf.logdensity_grad, energy)
-            ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, leaf_velocity, sub.index, sizes)
-            turning = _blocks_turning(ck, leaf_velocity, sub.index, levels, sizes)
+            # The checks may read the rows from before this leaf: the row it
+            # writes is none of theirs.
+            ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, sub.leaf.momentum,
+                                  leaf_velocity, sub.index)
+            turning = _blocks_turning(sub.checkpoints, ck.momentum_sum, leaf_velocity,
+                                      sub.index, slots)
             return _Subtree(
                 leaf=leaf,
                 index=sub.index + 1,
-                checkpoints=_record_left_halves(ck, leaf.momentum, leaf_velocity, sub.index,
-                                                sizes),
+                checkpoints=ck,
                 proposal=_select(take, leaf_proposal, sub.proposal),
                 log_weight=log_weight,
                 stats=_leaf_stats(sub.stats, error),
@@ -274,11 +302,13 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
         def keep_going(sub: _Subtree) -> Array:
             return (sub.index < jnp.left_shift(1, depth)) & ~sub.turning & ~sub.diverging
 
-        zeros = jnp.zeros((max_treedepth,) + start.position.shape, start.position.dtype)
+        zeros = jnp.zeros_like(start.position)
+        rows = jnp.zeros((2, max_treedepth) + start.position.shape, start.position.dtype)
         first = _Subtree(
             leaf=start,
             index=jnp.int32(0),
-            checkpoints=_Checkpoints(zeros, zeros, zeros, zeros, zeros, zeros),
+            checkpoints=_Checkpoints(rows, rows, jnp.zeros((2, max_treedepth), rows.dtype),
+                                     jnp.zeros(max_treedepth, bool), zeros, zeros, zeros),
             proposal=_Proposal(start.position, start.logdensity, start.logdensity_grad, h0),
             log_weight=jnp.asarray(-jnp.inf, h0.dtype),
             stats=stats,
@@ -290,16 +320,16 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
     return build
 
 
-def _merge_turning(traj: _Trajectory, sub: _Subtree, depth, forward, imm) -> Array:
+def _merge_turning(traj: _Trajectory, sub: _Subtree, forward, imm) -> Array:
     """U-turn checks on the trajectory merged with a finished subtree.
 
     The merged span is checked end to end, then across its halves as Stan
     does: left half plus the right half's first point, and the left half's
     last point plus the right half.
     """
-    sub_first = sub.checkpoints.start_momentum[depth]
+    sub_first = sub.checkpoints.first_momentum
     sub_last = sub.leaf.momentum
-    sub_sum = sub.checkpoints.momentum_sum[depth]
+    sub_sum = sub.checkpoints.momentum_sum
     # Halves in time order: the old trajectory is on the left when going forward.
     left_begin = jnp.where(forward, traj.left.momentum, sub_last)
     left_end = jnp.where(forward, traj.right.momentum, sub_first)
@@ -324,10 +354,10 @@ def _merge(key, traj: _Trajectory, sub: _Subtree, forward, imm) -> _Trajectory:
     return traj._replace(
         left=_select(forward, traj.left, sub.leaf),
         right=_select(forward, sub.leaf, traj.right),
-        momentum_sum=traj.momentum_sum + sub.checkpoints.momentum_sum[traj.depth],
+        momentum_sum=traj.momentum_sum + sub.checkpoints.momentum_sum,
         proposal=_select(take, sub.proposal, traj.proposal),
         log_weight=jnp.logaddexp(traj.log_weight, sub.log_weight),
-        turning=_merge_turning(traj, sub, traj.depth, forward, imm),
+        turning=_merge_turning(traj, sub, forward, imm),
     )
 
 

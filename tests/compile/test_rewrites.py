@@ -1,9 +1,12 @@
 """hiddenjax's own graph rewrites keep the meaning of a graph, and only hiddenjax applies them."""
 
 import numpy as np
+import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+import pytest
 from pymc.distributions.dist_math import check_parameters
+from pytensor.tensor.slinalg import SolveTriangular, solve_triangular
 from pytensor.tensor.subtensor import AdvancedSubtensor
 
 import hiddenjax.compile  # noqa: F401  (registers the HIDDENJAX mode)
@@ -47,3 +50,44 @@ def test_minus_check_is_not_lifted():
     term = check_parameters(-0.5 * x**2, sigma > 0, msg="sigma > 0")
     fn = pytensor.function([x, sigma], (1.0 - term).sum(), mode="HIDDENJAX")
     assert np.isposinf(fn(np.ones(3), -1.0))
+
+
+def _solves(fn):
+    return [n for n in fn.maker.fgraph.apply_nodes
+            if isinstance(getattr(n.op, "core_op", n.op), SolveTriangular)]
+
+
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("unit_diagonal", [False, True])
+@pytest.mark.parametrize("b_shape", [(4,), (4, 3), (2, 4)])
+def test_constant_triangular_solve_becomes_a_product(lower, unit_diagonal, b_shape):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4, 4)) + 4.0 * np.eye(4)  # the other triangle must be ignored
+    b = pt.tensor("b", shape=b_shape)
+    b_ndim = 2 if len(b_shape) == 2 and b_shape[0] == 4 else 1
+    x = solve_triangular(a, b, lower=lower, unit_diagonal=unit_diagonal, b_ndim=b_ndim)
+    values = [rng.normal(size=b_shape)]
+    oracle.assert_matches_c([b], [x], values, rtol=1e-12)
+    oracle.assert_grad_matches_c([b], (x**2).sum(), values, rtol=1e-12)
+    assert not _solves(pytensor.function([b], x, mode="HIDDENJAX"))
+
+
+def test_fixed_covariance_mvnormal_matches_c():
+    rng = np.random.default_rng(4)
+    root = rng.normal(size=(6, 6))
+    cov = root @ root.T / 6 + 0.1 * np.eye(6)
+    with pm.Model() as model:
+        pm.MvNormal("x", mu=np.arange(6.0), cov=cov)
+    value = model.rvs_to_values[model["x"]]
+    logp = model.logp()
+    oracle.assert_matches_c([value], [logp], [rng.normal(size=6)], rtol=1e-12)
+    oracle.assert_grad_matches_c([value], logp, [rng.normal(size=6)], rtol=1e-10)
+    assert not _solves(pytensor.function([value], logp, mode="HIDDENJAX"))
+
+
+def test_singular_constant_keeps_the_solve():
+    a = np.tril(np.ones((3, 3)))
+    a[1, 1] = 0.0
+    b = pt.vector("b", shape=(3,))
+    fn = pytensor.function([b], solve_triangular(a, b, lower=True), mode="HIDDENJAX")
+    assert _solves(fn)
