@@ -8,8 +8,7 @@ Usage::
 The target is an iid Gaussian with scales spread over ``[0.5, 2]`` and the
 matching diagonal metric, so its gradient costs next to nothing and every
 microsecond measured is the sampler's own: leapfrog arithmetic, multinomial
-sampling, U-turn checks and loop bookkeeping. The step size puts trajectories
-at ``2**k - 1`` leaves. Chains run vectorised (``vmap``) in one compiled scan
+sampling, U-turn checks and loop bookkeeping. Chains run vectorised (``vmap``) in one compiled scan
 of ``--transitions`` NUTS transitions, as ``hj.sample`` runs them on one
 device. Reported: best-of-``--repeats`` wall time per leaf the vectorised loop
 runs (a leaf of all chains at once) and the mean number of leaves per
