@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -319,6 +320,8 @@ def _runner(compiled, request: Request, chains: int, data_per_chain: bool = Fals
         in_precision(compiled.logdensity, request.precision),
         in_precision(compiled.constrain, request.precision),
         in_precision(compiled.loglik, request.precision) if request.log_likelihood else None,
+        digest=(None if compiled.digest is None else
+                f"{compiled.digest}|{request.precision}|loglik={request.log_likelihood}"),
     )
     factory = partial(build_nuts_program, num_tune=request.tune, **request.program_kwargs)
     runner = Runner(factory, fns, request.tune, request.chunk_size, chains, devices,
@@ -329,14 +332,21 @@ def _runner(compiled, request: Request, chains: int, data_per_chain: bool = Fals
     return runner
 
 
-def _starts(model, graph, compiled, request: Request, data, jitter_seeds, fns=None):
-    """Checked starting positions, one per chain, in the run's precision."""
+def _position_shape(graph, request: Request, chains: int) -> np.ndarray:
+    """An array shaped and typed as the run's starting positions (its values unused)."""
     from hiddenjax.execution.devices import float_dtype
-    from hiddenjax.execution.host import host_value_and_grad
-    from hiddenjax.execution.precision import in_precision
+
+    return np.zeros((chains, graph.layout.size), float_dtype(request.precision))
+
+
+def _starts(model, graph, check, request: Request, jitter_seeds, fns=None):
+    """Checked starting positions, one per chain, in the run's precision.
+
+    ``check(theta) -> (logp, grad)`` evaluates the model on the host (``Runner.check``).
+    """
+    from hiddenjax.execution.devices import float_dtype
     from hiddenjax.model.initial import initial_positions
 
-    check = host_value_and_grad(in_precision(compiled.logdensity, request.precision), data)
     positions = initial_positions(
         model, graph.layout, jitter_seeds, check, initvals=request.initvals,
         jitter=request.jitter, jitter_max_retries=request.jitter_max_retries, fns=fns,
@@ -360,8 +370,9 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
     graph, compiled = compiled_model(model, request.var_names)
     data = current_data(graph)
     jitter_seeds, sampler_seed = _seeds(random_seed, request.chains)
-    positions = _starts(model, graph, compiled, request, data, jitter_seeds)
     runner = _runner(compiled, request, request.chains)
+    check = runner.check(_position_shape(graph, request, request.chains), data)
+    positions = _starts(model, graph, check, request, jitter_seeds)
     plan = _plan(request, sampler_seed)
     fingerprint = repr((structure_key(model, request.var_names), request.tune, request.chains,
                         sorted(request.program_kwargs.items()), request.log_likelihood,
@@ -406,6 +417,21 @@ def _inference_data(compiled, result, plan, elapsed, context):
     )
 
 
+@contextlib.contextmanager
+def _arviz_without_numba():
+    """ArviZ's numpy code paths for a moment: with numba installed, ArviZ's first
+    ``ess`` in a process compiles a numba kernel (about 0.5 s), longer than the
+    diagnostics themselves take with numpy."""
+    from arviz.utils import Numba
+
+    before = Numba.numba_flag
+    Numba.numba_flag = False
+    try:
+        yield
+    finally:
+        Numba.numba_flag = before
+
+
 def _report(idata, model, result, plan, request: Request, elapsed: float, label: str) -> None:
     """Interrupt warning, PyMC's closing log line and convergence checks."""
     from pymc.stats.convergence import log_warnings, run_convergence_checks
@@ -427,7 +453,8 @@ def _report(idata, model, result, plan, request: Request, elapsed: float, label:
             f"({chains * plan.tune:_} + {chains * kept:_} draws total) took {elapsed:.0f} seconds."
         )
     if request.compute_convergence_checks and kept > 0:
-        found = run_convergence_checks(idata, model)
+        with _arviz_without_numba():
+            found = run_convergence_checks(idata, model)
         log_warnings([dataclasses.replace(w, message=label + w.message) for w in found])
 
 

@@ -8,6 +8,7 @@ separate ``hj.sample`` of that dataset with that dataset's seed.
 from __future__ import annotations
 
 import time
+from functools import partial
 from collections.abc import Mapping
 
 import numpy as np
@@ -118,7 +119,9 @@ def _split(result, group: int, chains: int):
 
 def _run_group(model, members, request):
     """Sample one group of same-shaped datasets: ``members`` is ``[(label, dataset, values, seed)]``."""
-    from hiddenjax.api import _inference_data, _plan, _report, _runner, _seeds, _starts
+    from hiddenjax.api import (
+        _inference_data, _plan, _position_shape, _report, _runner, _seeds, _starts,
+    )
     from hiddenjax.compile.cache import compiled_model
     from hiddenjax.execution.progress import SamplingProgress
     from hiddenjax.execution.runner import run_chains
@@ -129,18 +132,20 @@ def _run_group(model, members, request):
     graph, compiled = compiled_model(group_model, request.var_names)
     fns = initial_point_fns(group_model, request.chains, initvals=request.initvals,
                             jitter=request.jitter)
+    data = tuple(np.repeat(np.stack(arrays), request.chains, axis=0)
+                 for arrays in zip(*(m[2] for m in members)))
+    chains = request.chains * len(members)
+    runner = _runner(compiled, request, chains, data_per_chain=True)
+    check = runner.check(_position_shape(graph, request, chains), data)
     positions, sampler_seeds = [], []
     for label, _, values, seed in members:
         jitter_seeds, sampler_seed = _seeds(seed, request.chains)
         try:
-            positions.append(_starts(group_model, graph, compiled, request, values,
-                                     jitter_seeds, fns=fns))
+            positions.append(_starts(group_model, graph, partial(check, chain_data=values),
+                                     request, jitter_seeds, fns=fns))
         except Exception as error:
             raise type(error)(f"Dataset {label}: {error}") from error
         sampler_seeds.append(sampler_seed)
-    data = tuple(np.repeat(np.stack(arrays), request.chains, axis=0)
-                 for arrays in zip(*(m[2] for m in members)))
-    runner = _runner(compiled, request, request.chains * len(members), data_per_chain=True)
     plan = _plan(request, sampler_seeds)
     start = time.perf_counter()
     with SamplingProgress(plan.tune + plan.draws, plan.tune, enabled=request.progressbar) as bar:

@@ -123,3 +123,16 @@ def test_low_rank_init_strings_select_nutpies_low_rank_scheme(init):
     assert _check_init(init) == (init.startswith("jitter+"), "low_rank")
     idata = hj.sample(model=hierarchical_regression(), init=init, random_seed=2, **FAST)
     assert np.all(np.isfinite(idata.posterior["a"]))
+
+
+def test_convergence_checks_warn_as_pymc_and_leave_arvizs_numba_setting(caplog):
+    from arviz.utils import Numba
+
+    before = Numba.numba_flag
+    with pm.Model():
+        pm.Normal("x", 0, 100, shape=3)
+        with caplog.at_level("WARNING"):
+            # Two tuning steps leave the chains far apart: R-hat must flag it.
+            hj.sample(draws=100, tune=2, chains=4, random_seed=1, progressbar=False)
+    assert any("rhat" in r.getMessage().lower() for r in caplog.records)
+    assert Numba.numba_flag == before

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pytensor.graph.basic import Variable
 from pytensor.graph.fg import FunctionGraph
 
+from hiddenjax.compile.graph_digest import graph_digest
 from hiddenjax.compile.linker import hiddenjax_mode
 from hiddenjax.model.graph import FlatLayout, ModelGraph
 
@@ -29,6 +31,15 @@ class CompiledModel(NamedTuple):
     """Names of the ``loglik`` outputs."""
     data_names: tuple[str, ...]
     """Names of the data arguments."""
+    digest: str | None = None
+    """Digest of the graphs these functions are lowered from (see ``graph_digest``),
+    or None where a graph has no exact description."""
+
+
+class LoweringStats:
+    """How many graphs were lowered in this process (tests read this)."""
+
+    lowered = 0
 
 
 def lower(inputs: Sequence[Variable], outputs: Sequence[Variable], strict: bool = False) -> Callable:
@@ -44,15 +55,35 @@ def lower(inputs: Sequence[Variable], outputs: Sequence[Variable], strict: bool 
     fgraph = FunctionGraph(inputs=list(inputs), outputs=list(outputs), clone=True)
     hiddenjax_mode().optimizer.rewrite(fgraph)
     make_lowerable(fgraph, strict=strict)
+    LoweringStats.lowered += 1
     return jax_funcify(fgraph)
 
 
+def _lowered_on_first_call(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> Callable:
+    """``lower(inputs, outputs)``, done when first called and kept.
+
+    A run whose programs come from the on-disk program cache never calls it,
+    so it skips PyTensor's rewrites and the lowering. The first call is
+    usually inside a JAX trace: lowering still runs as it would outside one,
+    with 64-bit types on and constants made as concrete arrays, never tracers.
+    """
+    @functools.cache
+    def lowered() -> Callable:
+        import jax
+
+        with jax.enable_x64(True), jax.ensure_compile_time_eval():
+            return lower(inputs, outputs)
+
+    return lambda *args: lowered()(*args)
+
+
 def compile_model(graph: ModelGraph) -> CompiledModel:
-    """Lower the log-density, the constrained values and the log-likelihood of a model."""
+    """The log-density, the constrained values and the log-likelihood of a model as JAX
+    functions; each graph is lowered when its function is first called."""
     inputs = [graph.theta, *graph.data_inputs]
-    logp_fn = lower(inputs, [graph.logp])
-    constrain_fn = lower(inputs, graph.outputs) if graph.outputs else None
-    loglik_fn = lower(inputs, graph.loglik) if graph.loglik else None
+    logp_fn = _lowered_on_first_call(inputs, [graph.logp])
+    constrain_fn = _lowered_on_first_call(inputs, graph.outputs) if graph.outputs else None
+    loglik_fn = _lowered_on_first_call(inputs, graph.loglik) if graph.loglik else None
 
     def logdensity(theta, data):
         return logp_fn(theta, *data)[0]
@@ -63,6 +94,9 @@ def compile_model(graph: ModelGraph) -> CompiledModel:
     def loglik(theta, data):
         return tuple(loglik_fn(theta, *data)) if loglik_fn else ()
 
+    sections = [graph_digest(inputs, [graph.logp]), graph_digest(inputs, graph.outputs),
+                graph_digest(inputs, graph.loglik)]
+
     return CompiledModel(
         logdensity=logdensity,
         constrain=constrain,
@@ -71,4 +105,5 @@ def compile_model(graph: ModelGraph) -> CompiledModel:
         output_names=graph.output_names,
         loglik_names=graph.loglik_names,
         data_names=graph.data_names,
+        digest=None if None in sections else "/".join(sections),
     )

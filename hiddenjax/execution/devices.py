@@ -86,7 +86,9 @@ def _enable_persistent_cache(jax) -> None:
     except OSError:
         return  # read-only home: compile every time rather than fail
     jax.config.update("jax_compilation_cache_dir", cache_dir())
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # Every program: loading even a small one (the start check, the chain init:
+    # 0.05-0.15 s to compile each) is several times faster than compiling it.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def float_dtype(precision: str):

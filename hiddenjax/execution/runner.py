@@ -69,6 +69,10 @@ class ChainFunctions(NamedTuple):
     """Tuple of reported values."""
     loglik: Callable | None
     """Tuple of pointwise log-likelihoods, or None to skip them."""
+    digest: str | None = None
+    """What these functions compute, as a text that keys their programs on disk
+    (the digest of the graphs they are lowered from, and their precision), or
+    None to key programs by the functions' jaxprs, which means tracing them."""
 
 
 def chain_mesh(chains: int, devices: list | None = None) -> jax.sharding.Mesh:
@@ -146,6 +150,7 @@ class Runner:
         self.data_per_chain = data_per_chain
         self._program_factory, self._fns = program_factory, fns
         self._compiled: dict = {}
+        self._inits: dict = {}
         self._use_mesh(chain_mesh(chains, devices))
 
     def _use_mesh(self, mesh) -> None:
@@ -155,6 +160,7 @@ class Runner:
         self.sharding = jax.sharding.NamedSharding(self.mesh, P("chain"))
         self.replicated = jax.sharding.NamedSharding(self.mesh, P())
         self._compiled.clear()
+        self._inits.clear()
 
         data_axis = 0 if self.data_per_chain else None
 
@@ -181,8 +187,44 @@ class Runner:
         return tuple(to_devices(d, sharding) for d in data)
 
     def init(self, positions, data):
-        """Chain states at ``positions``, laid out over the mesh."""
-        return self._init(to_devices(positions, self.sharding), data)
+        """Chain states at ``positions``, laid out over the mesh.
+
+        After :meth:`compile` this runs the init program stored beside the
+        chunk program, so a run served by the program cache traces nothing.
+        """
+        init = self._inits.get(_signature(positions, data), self._init)
+        return init(to_devices(positions, self.sharding), data)
+
+    def check(self, positions, data) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+        """``check(theta) -> (logp, grad)`` on the host, for one chain's position.
+
+        ``positions`` and ``data`` are the run's (only their shapes matter);
+        ``check`` takes one chain's position and, with data per chain, is
+        given that chain's data when called as ``check(theta, chain_data)``.
+        The function is kept in the program cache like the chunk program.
+        """
+        theta_spec, data_specs = self._specs(positions, data, per_chain=True)
+        key = self._program_key(positions, data, part="check")
+        exported = program_cache.load(key) if key else None
+        if exported is None:
+            traced = jax.jit(jax.value_and_grad(self._fns.logdensity))
+            try:
+                exported = jax.export.export(traced)(theta_spec, data_specs)
+            except (ValueError, NotImplementedError):  # host callbacks are not exportable
+                exported = None
+            if exported is not None and key:
+                program_cache.store(key, exported)
+        fn = jax.jit(exported.call) if exported is not None else traced
+        dtypes = [s.dtype for s in data_specs]
+        whole = tuple(np.asarray(d) for d in data)
+
+        def check(theta: np.ndarray, chain_data: tuple | None = None) -> tuple[float, np.ndarray]:
+            given = whole if chain_data is None else chain_data
+            value, grad = fn(np.asarray(theta, theta_spec.dtype),
+                             tuple(np.asarray(d, t) for d, t in zip(given, dtypes)))
+            return float(value), np.asarray(grad)
+
+        return check
 
     def keys(self, seed: int | list[int]):
         """Per-chain keys, laid out over the mesh.
@@ -204,12 +246,13 @@ class Runner:
         with the same model, settings and shapes skips tracing it.
         """
         data = tuple(np.asarray(d) for d in data)
-        signature = tuple((np.shape(x), np.asarray(x).dtype) for x in (positions, *data))
+        signature = _signature(positions, data)
         if signature in self._compiled:
             return self._compiled[signature], 0.0
         started = time.perf_counter()
         key = self._program_key(positions, data)
         exported = program_cache.load(key) if key else None
+        init = program_cache.load(f"{key}-init") if exported is not None else None
         if exported is not None:
             if exported.nr_devices < self.mesh.devices.size:  # it calls LAPACK (see _settle)
                 devices = list(self.mesh.devices.flat)[: exported.nr_devices]
@@ -221,9 +264,24 @@ class Runner:
                 if key:
                     program_cache.store(key, exported)
                 lowered = jax.jit(exported.call).lower(*self._specs(positions, data, exported))
+        if init is None and key and exported is not None:
+            init = self._export_init(positions, data)
+            if init is not None:
+                program_cache.store(f"{key}-init", init)
         compiled = lowered.compile()
         self._compiled[signature] = compiled
+        if init is not None:
+            self._inits[signature] = jax.jit(init.call)
         return compiled, time.perf_counter() - started
+
+    def _export_init(self, positions, data) -> jax.export.Exported | None:
+        """The init function exported at these shapes, on the settled mesh."""
+        data_sharding = self.sharding if self.data_per_chain else self.replicated
+        specs = (_spec(positions, self.sharding), tuple(_spec(d, data_sharding) for d in data))
+        try:
+            return jax.export.export(self._init)(*specs)
+        except (ValueError, NotImplementedError):
+            return None
 
     def _settle(self, positions, data):
         """``(exported, None)``, or ``(None, lowered)`` where export is impossible
@@ -247,12 +305,12 @@ class Runner:
                 return exported, lowered
             self._use_mesh(chain_mesh(self.chains, safe))
 
-    def _program_key(self, positions, data) -> str | None:
-        """The on-disk cache key of this runner's chunk program at these shapes."""
+    def _program_key(self, positions, data, part: str = "chunk") -> str | None:
+        """The on-disk cache key of this runner's ``part`` program at these shapes."""
         theta, data_specs = self._specs(positions, data, per_chain=True)
         fns = self._fns
         try:
-            digests = (
+            digests = (fns.digest,) if fns.digest is not None else (
                 program_cache.function_digest(jax.value_and_grad(fns.logdensity), theta,
                                               data_specs),
                 program_cache.function_digest(fns.constrain, theta, data_specs),
@@ -261,7 +319,7 @@ class Runner:
             )
         except Exception:  # a model that cannot be traced abstractly is not cached
             return None
-        settings = (self.tune, self.chunk_size, self.chains, self.data_per_chain,
+        settings = (part, self.tune, self.chunk_size, self.chains, self.data_per_chain,
                     tuple((np.shape(x), str(np.asarray(x).dtype)) for x in (positions, *data)))
         return program_cache.program_key(self._program_factory, settings, digests,
                                          list(self.mesh.devices.flat))
@@ -272,11 +330,7 @@ class Runner:
         The chain states' shapes are read from ``exported`` when given, else
         from tracing the init function.
         """
-        def spec(x, sharding=None, drop_chain=False):
-            shape = np.shape(x)[1:] if drop_chain else np.shape(x)
-            dtype = jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)
-            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-
+        spec = _spec
         if per_chain:
             return (spec(positions, drop_chain=True),
                     tuple(spec(d, drop_chain=self.data_per_chain) for d in data))
@@ -291,6 +345,19 @@ class Runner:
         keys = spec(np.zeros((self.chains, 2), np.uint32), self.sharding)
         step = jax.ShapeDtypeStruct((), jnp.int32)
         return states, step, step, keys, data
+
+
+def _signature(positions, data) -> tuple:
+    """Shapes and dtypes of a run's positions and data: what a compiled program is for."""
+    return tuple((np.shape(x), np.dtype(x.dtype)) for x in (np.asarray(positions), *data))
+
+
+def _spec(x, sharding=None, drop_chain=False) -> jax.ShapeDtypeStruct:
+    """The abstract value of an array, optionally without its leading chain axis."""
+    shape = np.shape(x)[1:] if drop_chain else np.shape(x)
+    dtype = jax.dtypes.canonicalize_dtype(np.dtype(x.dtype) if hasattr(x, "dtype")
+                                          else np.asarray(x).dtype)
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
 
 def to_devices(x, sharding) -> jax.Array:

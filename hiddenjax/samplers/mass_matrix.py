@@ -347,14 +347,19 @@ def _low_rank_correction(state: LowRankState, scale: Array, gamma: float, cutoff
     values, vectors = _geometric_mean_eigh(draws.T @ draws / n + ridge,
                                            gradients.T @ gradients / n + ridge)
     score = jnp.abs(jnp.log(values))
-    strength, index = lax.top_k(jnp.where(jnp.isfinite(score), score, 0.0), rank)
+    # A short window spans fewer directions than the rank (few tuning steps).
+    found = min(rank, values.shape[0])
+    strength, index = lax.top_k(jnp.where(jnp.isfinite(score), score, 0.0), found)
     values, vectors = values[index], vectors[:, index]
     if basis is not None:
         vectors = basis @ vectors
     ok = ok & jnp.all(values > 0) & jnp.all(jnp.isfinite(values)) \
         & jnp.all(jnp.isfinite(vectors))
     keep = ok & (strength > jnp.log(cutoff))
-    return jnp.where(keep, values, 1.0), jnp.where(keep, vectors, 0.0)
+    values, vectors = jnp.where(keep, values, 1.0), jnp.where(keep, vectors, 0.0)
+    unused = rank - found
+    return (jnp.pad(values, (0, unused), constant_values=1.0),
+            jnp.pad(vectors, ((0, 0), (0, unused))))
 
 
 def _check_low_rank_args(n_dim, buffer, gamma, cutoff, max_rank) -> None:

@@ -71,3 +71,19 @@ def test_invalid_parameter_gives_minus_infinity_not_nan():
     compiled = compile_model(graph)
     value = compiled.logdensity(np.array([-1.0]), graph.data_values)
     assert value == -np.inf
+
+
+def test_graphs_are_lowered_when_first_called_and_digested_at_once():
+    from hiddenjax.compile.model_functions import LoweringStats
+
+    model = ZOO[sorted(ZOO)[0]]()
+    graph = extract_model_graph(model)
+    before = LoweringStats.lowered
+    compiled = compile_model(graph)
+    assert LoweringStats.lowered == before  # a run served by the program cache stops here
+    assert compiled.digest is not None and compiled.digest == compile_model(graph).digest
+    theta = graph.layout.ravel(model.initial_point())
+    jax.jit(compiled.logdensity)(theta, graph.data_values)
+    assert LoweringStats.lowered == before + 1
+    jax.jit(compiled.logdensity)(theta, graph.data_values)  # lowered once, kept
+    assert LoweringStats.lowered == before + 1

@@ -39,10 +39,10 @@ def _shifted_fns(shift):
 def test_a_new_runner_loads_the_stored_program_and_draws_the_same(cache_folder):
     stored, loaded = program_cache.CacheStats.stored, program_cache.CacheStats.loaded
     first = run_chains(_runner(), (np.ones(3),), POSITIONS, PLAN)
-    assert program_cache.CacheStats.stored == stored + 1
-    assert len(list(cache_folder.iterdir())) == 1
+    assert program_cache.CacheStats.stored == stored + 2  # the chunk program and its init
+    assert len(list(cache_folder.iterdir())) == 2
     second = run_chains(_runner(), (np.ones(3),), POSITIONS, PLAN)
-    assert program_cache.CacheStats.loaded == loaded + 1
+    assert program_cache.CacheStats.loaded == loaded + 2
     for a, b in zip(first.outputs, second.outputs):
         np.testing.assert_array_equal(a, b)
 
@@ -75,6 +75,7 @@ def test_closures_and_unreadable_entries_fall_back_to_tracing(cache_folder):
 _SCRIPT = textwrap.dedent("""
     import numpy as np
     import hiddenjax as hj
+    from hiddenjax.compile.model_functions import LoweringStats
     from hiddenjax.execution import program_cache
 
     with hj.Model() as model:
@@ -84,7 +85,8 @@ _SCRIPT = textwrap.dedent("""
         hj.Normal("y", slope * x, sigma, observed=np.sin(x.get_value()))
         idata = hj.sample(draws=30, tune=30, chains=2, random_seed=4, progressbar=False,
                           compute_convergence_checks=False)
-    print("LOADED", program_cache.CacheStats.loaded, float(idata.posterior.slope.sum()))
+    print("LOADED", program_cache.CacheStats.loaded, LoweringStats.lowered,
+          float(idata.posterior.slope.sum()))
 """)
 
 
@@ -97,5 +99,36 @@ def test_a_second_process_loads_the_program(tmp_path):
         for _ in range(2)
     ]
     assert runs[0][:2] == ["LOADED", "0"]
-    assert runs[1][:2] == ["LOADED", "1"]
-    assert runs[0][2] == runs[1][2]  # same seed, same draws
+    assert runs[0][2] != "0"  # the first process lowered the model's graphs
+    # The second loads the start check, the chunk program and its init, and so
+    # never rewrites or lowers a PyTensor graph.
+    assert runs[1][:3] == ["LOADED", "3", "0"]
+    assert runs[0][3] == runs[1][3]  # same seed, same draws
+
+
+def test_functions_with_a_digest_are_keyed_without_tracing(cache_folder):
+    def untraceable(theta, data):
+        raise AssertionError("keying must not trace the model's functions")
+
+    def keyed(digest):
+        fns = ChainFunctions(untraceable, untraceable, None, digest=digest)
+        return _runner(fns)._program_key(POSITIONS, (np.ones(3),))
+
+    assert keyed("graphs-a") is not None
+    assert keyed("graphs-a") == keyed("graphs-a") != keyed("graphs-b")
+    assert _runner(ChainFunctions(untraceable, untraceable, None))._program_key(
+        POSITIONS, (np.ones(3),)) is None  # no digest: traced, which fails, so uncached
+
+
+def test_the_start_check_is_the_model_value_and_gradient_and_is_cached(cache_folder):
+    data = (np.full(3, 0.5),)
+    stored = program_cache.CacheStats.stored
+    check = _runner().check(POSITIONS, data)
+    assert program_cache.CacheStats.stored == stored + 1
+    value, grad = check(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(value, -0.5 * np.sum((np.array([1.0, 2.0, 3.0]) - 0.5) ** 2))
+    np.testing.assert_allclose(grad, -(np.array([1.0, 2.0, 3.0]) - 0.5))
+    loaded = program_cache.CacheStats.loaded
+    again = _runner().check(POSITIONS, data)
+    assert program_cache.CacheStats.loaded == loaded + 1
+    assert again(np.array([1.0, 2.0, 3.0]))[0] == value

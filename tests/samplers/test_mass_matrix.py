@@ -219,6 +219,20 @@ def test_projection_onto_the_window_span_changes_nothing():
     assert np.sum(np.asarray(metric.values) != 1.0) >= 3
 
 
+def test_a_window_spanning_fewer_directions_than_the_rank_fills_the_rest_with_no_correction():
+    # A buffer of 1 draw in 3 dimensions spans 2 directions, fewer than the rank of
+    # 3 (a run with two tuning steps): the unused column is a zero vector with value 1.
+    n_dim = 3
+    adapt = ADAPTATIONS["low_rank"](n_dim, 1)
+    covariance = np.diag([100.0, 1.0, 0.01])
+    draws, gradients = _gaussian_window(covariance, 1)
+    metric = _low_rank_final(adapt, draws, gradients)
+    assert metric.values.shape == (n_dim,) and metric.vectors.shape == (n_dim, n_dim)
+    np.testing.assert_array_equal(np.asarray(metric.values)[2:], 1.0)
+    np.testing.assert_array_equal(np.asarray(metric.vectors)[:, 2:], 0.0)
+    assert all(np.all(np.isfinite(leaf)) for leaf in metric)
+
+
 def test_low_rank_buffer_keeps_the_latest_draws():
     adapt = low_rank(2, 4)
     state = adapt.init(2)
