@@ -151,6 +151,7 @@ class Runner:
         self._program_factory, self._fns = program_factory, fns
         self._compiled: dict = {}
         self._inits: dict = {}
+        self._checks: dict = {}
         self._use_mesh(chain_mesh(chains, devices))
 
     def _use_mesh(self, mesh) -> None:
@@ -204,17 +205,10 @@ class Runner:
         The function is kept in the program cache like the chunk program.
         """
         theta_spec, data_specs = self._specs(positions, data, per_chain=True)
-        key = self._program_key(positions, data, part="check")
-        exported = program_cache.load(key) if key else None
-        if exported is None:
-            traced = jax.jit(jax.value_and_grad(self._fns.logdensity))
-            try:
-                exported = jax.export.export(traced)(theta_spec, data_specs)
-            except (ValueError, NotImplementedError):  # host callbacks are not exportable
-                exported = None
-            if exported is not None and key:
-                program_cache.store(key, exported)
-        fn = jax.jit(exported.call) if exported is not None else traced
+        signature = _signature(positions, data)
+        if signature not in self._checks:
+            self._checks[signature] = self._check_fn(positions, data, theta_spec, data_specs)
+        fn = self._checks[signature]
         dtypes = [s.dtype for s in data_specs]
         whole = tuple(np.asarray(d) for d in data)
 
@@ -225,6 +219,21 @@ class Runner:
             return float(value), np.asarray(grad)
 
         return check
+
+    def _check_fn(self, positions, data, theta_spec, data_specs) -> Callable:
+        """The jitted value and gradient of one chain, from the program cache when there."""
+        key = self._program_key(positions, data, part="check")
+        exported = program_cache.load(key) if key else None
+        if exported is not None:
+            return jax.jit(exported.call)
+        traced = jax.jit(jax.value_and_grad(self._fns.logdensity))
+        try:
+            exported = jax.export.export(traced)(theta_spec, data_specs)
+        except (ValueError, NotImplementedError):  # host callbacks are not exportable
+            return traced
+        if key:
+            program_cache.store(key, exported)
+        return jax.jit(exported.call)
 
     def keys(self, seed: int | list[int]):
         """Per-chain keys, laid out over the mesh.

@@ -129,6 +129,11 @@ def test_the_start_check_is_the_model_value_and_gradient_and_is_cached(cache_fol
     np.testing.assert_allclose(value, -0.5 * np.sum((np.array([1.0, 2.0, 3.0]) - 0.5) ** 2))
     np.testing.assert_allclose(grad, -(np.array([1.0, 2.0, 3.0]) - 0.5))
     loaded = program_cache.CacheStats.loaded
-    again = _runner().check(POSITIONS, data)
+    runner = _runner()
+    again = runner.check(POSITIONS, data)
     assert program_cache.CacheStats.loaded == loaded + 1
     assert again(np.array([1.0, 2.0, 3.0]))[0] == value
+    # The same runner keeps its check for these shapes; new data values are used.
+    moved = runner.check(POSITIONS, (np.full(3, 1.5),))
+    assert program_cache.CacheStats.loaded == loaded + 1
+    np.testing.assert_allclose(moved(np.array([1.0, 2.0, 3.0]))[1], -(np.array([1.0, 2.0, 3.0]) - 1.5))
