@@ -362,11 +362,21 @@ def _plan(request: Request, seed):
 
 
 def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | None):
+    import hiddenjax.samplers  # noqa: F401  (the program's state types, before prefetching)
     from hiddenjax.compile.cache import compiled_model
+    from hiddenjax.execution.devices import resolve_devices
     from hiddenjax.execution.progress import SamplingProgress
-    from hiddenjax.execution.runner import run_chains
+    from hiddenjax.execution.runner import prefetch_program, run_chains
     from hiddenjax.model import current_data, data_context, structure_key
 
+    fingerprint = repr((structure_key(model, request.var_names), request.tune, request.chains,
+                        sorted(request.program_kwargs.items()), request.log_likelihood,
+                        request.precision))
+    devices = resolve_devices(request.device)
+    # The program's key needs the model's graphs; its likely value does not, so
+    # loading it starts now, beside reading the model.
+    hint = repr((fingerprint, request.chunk_size, [str(d) for d in devices]))
+    prefetch_program(hint, request.chains, devices)
     graph, compiled = compiled_model(model, request.var_names)
     data = current_data(graph)
     jitter_seeds, sampler_seed = _seeds(random_seed, request.chains)
@@ -374,11 +384,8 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
     check = runner.check(_position_shape(graph, request, request.chains), data)
     positions = _starts(model, graph, check, request, jitter_seeds)
     plan = _plan(request, sampler_seed)
-    fingerprint = repr((structure_key(model, request.var_names), request.tune, request.chains,
-                        sorted(request.program_kwargs.items()), request.log_likelihood,
-                        request.precision))
     start = time.perf_counter()
-    _, compile_time = runner.compile(positions, data)  # settles the devices the run uses
+    _, compile_time = runner.compile(positions, data, hint=hint)  # settles the devices the run uses
     if not request.quiet:
         _log.info(f"Sampling {request.chains} chains with hiddenjax NUTS on {runner.mesh.devices.size} device(s)")
     with SamplingProgress(plan.tune + plan.draws, plan.tune, enabled=request.progressbar) as bar:

@@ -33,7 +33,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-__all__ = ["CacheStats", "function_digest", "load", "program_key", "store"]
+__all__ = ["CacheStats", "function_digest", "load", "program_key", "read_note", "store", "write_note"]
 
 _FORMAT = b"hiddenjax-program-1\n"
 
@@ -201,3 +201,23 @@ def load(key: str) -> jax.export.Exported | None:
         return None
     CacheStats.loaded += 1
     return exported
+
+
+def read_note(name: str) -> str | None:
+    """A short text kept beside the programs under ``name``, or None."""
+    try:
+        return (_folder() / name).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_note(name: str, text: str) -> None:
+    """Keep ``text`` under ``name`` beside the programs (silently skipped when unwritable)."""
+    folder = _folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"{name}.{os.getpid()}.tmp"
+        partial.write_text(text)
+        partial.replace(folder / name)
+    except OSError:
+        pass

@@ -18,7 +18,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from hiddenjax.execution import program_cache
+from hiddenjax.execution import prefetch, program_cache
 from hiddenjax.execution.checkpoint import Checkpoint, load, save
 from hiddenjax.execution.devices import pool_safe_devices
 from hiddenjax.execution.interrupt import StopRequest
@@ -246,13 +246,16 @@ class Runner:
         keys = np.concatenate([chain_keys(s, per_seed) for s in seeds])
         return to_devices(np.asarray(keys), self.sharding)
 
-    def compile(self, positions, data) -> tuple[Callable, float]:
+    def compile(self, positions, data, hint: str | None = None) -> tuple[Callable, float]:
         """The compiled chunk function for these shapes, and seconds spent compiling it now.
 
         Call it before placing anything on the devices: a CPU program that calls
         LAPACK moves the run to one device (see ``pool_safe_devices``). The
         lowered program is kept on disk (``program_cache``), so another process
-        with the same model, settings and shapes skips tracing it.
+        with the same model, settings and shapes skips tracing it. ``hint``
+        describes the call without the model's graphs: the program's key is
+        remembered under it, and a loading started early under the same hint
+        (:mod:`~hiddenjax.execution.prefetch`) is taken when the key matches.
         """
         data = tuple(np.asarray(d) for d in data)
         signature = _signature(positions, data)
@@ -260,24 +263,30 @@ class Runner:
             return self._compiled[signature], 0.0
         started = time.perf_counter()
         key = self._program_key(positions, data)
-        exported = program_cache.load(key) if key else None
-        init = program_cache.load(f"{key}-init") if exported is not None else None
-        if exported is not None:
-            if exported.nr_devices < self.mesh.devices.size:  # it calls LAPACK (see _settle)
-                devices = list(self.mesh.devices.flat)[: exported.nr_devices]
-                self._use_mesh(chain_mesh(self.chains, devices))
-            lowered = jax.jit(exported.call).lower(*self._specs(positions, data, exported))
+        devices = tuple(self.mesh.devices.flat)
+        loaded = None
+        if key:
+            loaded = prefetch.take(key, devices) or load_program(
+                key, self.chains, devices, self.data_per_chain)
+        if loaded is not None:
+            if loaded.mesh != self.mesh:  # it calls LAPACK (see _settle)
+                self._use_mesh(loaded.mesh)
+            compiled, init = loaded.compiled, loaded.init
         else:
             exported, lowered = self._settle(positions, data)
             if exported is not None:
                 if key:
                     program_cache.store(key, exported)
-                lowered = jax.jit(exported.call).lower(*self._specs(positions, data, exported))
-        if init is None and key and exported is not None:
-            init = self._export_init(positions, data)
-            if init is not None:
-                program_cache.store(f"{key}-init", init)
-        compiled = lowered.compile()
+                lowered = jax.jit(exported.call).lower(
+                    *exported_specs(exported, self.mesh, self.data_per_chain))
+            init = None
+            if key and exported is not None:
+                init = self._export_init(positions, data)
+                if init is not None:
+                    program_cache.store(f"{key}-init", init)
+            compiled = lowered.compile()
+        if key and hint is not None:
+            prefetch.remember(hint, key)
         self._compiled[signature] = compiled
         if init is not None:
             self._inits[signature] = jax.jit(init.call)
@@ -333,11 +342,10 @@ class Runner:
         return program_cache.program_key(self._program_factory, settings, digests,
                                          list(self.mesh.devices.flat))
 
-    def _specs(self, positions, data, exported=None, per_chain: bool = False):
+    def _specs(self, positions, data, per_chain: bool = False):
         """Abstract arguments: of the chunk function, or of one chain's model functions.
 
-        The chain states' shapes are read from ``exported`` when given, else
-        from tracing the init function.
+        The chain states' shapes come from tracing the init function.
         """
         spec = _spec
         if per_chain:
@@ -345,15 +353,68 @@ class Runner:
                     tuple(spec(d, drop_chain=self.data_per_chain) for d in data))
         data_sharding = self.sharding if self.data_per_chain else self.replicated
         data = tuple(spec(d, data_sharding) for d in data)
-        if exported is not None:
-            states = jax.tree.unflatten(exported.in_tree, exported.in_avals)[0][0]
-        else:
-            states = jax.eval_shape(self._init, spec(positions, self.sharding), data)
+        states = jax.eval_shape(self._init, spec(positions, self.sharding), data)
         states = jax.tree.map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding), states)
         keys = spec(np.zeros((self.chains, 2), np.uint32), self.sharding)
         step = jax.ShapeDtypeStruct((), jnp.int32)
         return states, step, step, keys, data
+
+
+class LoadedProgram(NamedTuple):
+    """A chunk program from the program cache, compiled for its mesh."""
+
+    mesh: jax.sharding.Mesh
+    """The mesh it runs on (fewer devices than asked for when it calls LAPACK)."""
+    compiled: Any
+    """The compiled chunk function."""
+    init: jax.export.Exported | None
+    """The chain init program stored beside it, if any."""
+
+
+def load_program(key: str, chains: int, devices: tuple,
+                 data_per_chain: bool = False) -> LoadedProgram | None:
+    """The chunk program stored under ``key``, compiled for ``chains`` over ``devices``.
+
+    Compiling finds the executable in JAX's persistent cache. Pure apart from
+    the caches it reads, so it can run in a background thread (``prefetch``).
+    """
+    exported = program_cache.load(key)
+    if exported is None:
+        return None
+    init = program_cache.load(f"{key}-init")
+    mesh = chain_mesh(chains, list(devices))
+    if exported.nr_devices < mesh.devices.size:  # it calls LAPACK (see Runner._settle)
+        mesh = chain_mesh(chains, list(mesh.devices.flat)[: exported.nr_devices])
+    specs = exported_specs(exported, mesh, data_per_chain)
+    return LoadedProgram(mesh, jax.jit(exported.call).lower(*specs).compile(), init)
+
+
+def prefetch_program(hint: str, chains: int, devices: list | None = None) -> None:
+    """Start loading, in a background thread, the chunk program last run under ``hint``.
+
+    A runner for ``chains`` over ``devices`` takes it in :meth:`Runner.compile`
+    if its key turns out to be the one remembered. The modules defining the
+    program's state types must be imported already.
+    """
+    if jax.process_count() > 1:
+        return  # such programs are not stored (see program_cache.program_key)
+    mesh_devices = tuple(chain_mesh(chains, devices).devices.flat)
+    prefetch.start(hint, mesh_devices,
+                   lambda key, devs: load_program(key, chains, devs))
+
+
+def exported_specs(exported: jax.export.Exported, mesh, data_per_chain: bool = False) -> tuple:
+    """Abstract arguments of an exported chunk program, laid out over ``mesh``."""
+    (states, start, end, keys, data), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
+    chain = jax.sharding.NamedSharding(mesh, P("chain"))
+    data_sharding = chain if data_per_chain else jax.sharding.NamedSharding(mesh, P())
+
+    def laid(aval, sharding=None):
+        return jax.ShapeDtypeStruct(aval.shape, aval.dtype, sharding=sharding)
+
+    return (jax.tree.map(lambda s: laid(s, chain), states), laid(start), laid(end),
+            laid(keys, chain), tuple(laid(d, data_sharding) for d in data))
 
 
 def _signature(positions, data) -> tuple:

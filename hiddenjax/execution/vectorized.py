@@ -66,29 +66,39 @@ def _draw_mesh(devices: Sequence | None) -> jax.sharding.Mesh:
     return jax.make_mesh((len(devices),), ("draw",), devices=devices)
 
 
-_SAFE_MESH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _pool_safe_mesh(fn: Callable, mesh, seed_key, values: Sequence[np.ndarray], data: tuple):
-    """``mesh``, or a one-device mesh when ``fn`` calls LAPACK on several host devices.
+def _compiled_chunk(fn: Callable, mesh, seed_key, values: Sequence[np.ndarray], data: tuple,
+                    n_draws: int, chunk_size: int | None):
+    """``(mesh, chunk_size, compiled chunk)`` for this run, compiled once per shapes.
 
-    Decided once per function and mesh from ``fn`` lowered for one draw per
-    device (see ``pool_safe_devices``).
+    The chunk program is lowered once, at the run's chunk shape; the same lowering
+    tells whether it calls LAPACK, which moves it to a one-device mesh (see
+    ``pool_safe_devices``).
     """
     from hiddenjax.execution.devices import pool_safe_devices
 
-    per_fn = _SAFE_MESH.setdefault(fn, {})
-    if mesh not in per_fn:
-        devices = list(mesh.devices.flat)
-        if len(devices) > 1:
-            n = len(devices)
-            one = tuple(jax.ShapeDtypeStruct((n, *np.shape(v)[1:]), np.asarray(v).dtype)
-                        for v in values)
-            indices = jax.ShapeDtypeStruct((n,), jnp.uint32)
-            text = _chunk_fn(fn, mesh).lower(seed_key, indices, one, data).as_text()
-            devices = pool_safe_devices(devices, text)
-        per_fn[mesh] = mesh if len(devices) == mesh.devices.size else _draw_mesh(devices)
-    return per_fn[mesh]
+    shapes = (tuple((np.shape(v)[1:], np.asarray(v).dtype) for v in values),
+              tuple((d.shape, d.dtype) for d in jax.tree.leaves(data)), n_draws, chunk_size)
+    per_fn = _COMPILED.setdefault(fn, {})
+    asked = (mesh, shapes)
+    if asked not in per_fn:
+        while True:
+            n_dev = mesh.devices.size
+            size = chunk_size or chunk_size_for(fn, values, data, n_draws, n_dev)
+            size = -(-int(size) // n_dev) * n_dev
+            indices = jax.ShapeDtypeStruct((size,), jnp.uint32)
+            batch = tuple(jax.ShapeDtypeStruct((size, *np.shape(v)[1:]), np.asarray(v).dtype)
+                          for v in values)
+            lowered = _chunk_fn(fn, mesh).lower(seed_key, indices, batch, data)
+            devices = list(mesh.devices.flat)
+            if n_dev > 1 and len(pool_safe_devices(devices, lowered.as_text())) < n_dev:
+                mesh = _draw_mesh(pool_safe_devices(devices, lowered.as_text()))
+                continue
+            per_fn[asked] = (mesh, size, lowered.compile())
+            break
+    return per_fn[asked]
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
@@ -144,12 +154,8 @@ def map_over_draws(
     data = jax.tree.map(jnp.asarray, tuple(data))
     if seed_key is None:
         seed_key = jax.random.PRNGKey(0)
-    mesh = _pool_safe_mesh(fn, _draw_mesh(devices), seed_key, values, data)
-    n_dev = mesh.devices.size
-    if chunk_size is None:
-        chunk_size = chunk_size_for(fn, values, data, n_draws, n_dev)
-    chunk_size = -(-int(chunk_size) // n_dev) * n_dev
-    chunk = _chunk_fn(fn, mesh)
+    mesh, chunk_size, chunk = _compiled_chunk(fn, _draw_mesh(devices), seed_key, values, data,
+                                              n_draws, chunk_size)
     pieces: list = []
     for start in range(0, n_draws, chunk_size):
         stop = min(start + chunk_size, n_draws)

@@ -18,6 +18,7 @@ from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.math import variadic_add
 from pytensor.tensor.random.type import RandomType
 
 from hiddenjax.model.errors import (
@@ -114,9 +115,28 @@ def _data_replacements(model: Model, graphs: list[Variable]):
     return replacements, tuple(names), tuple(values)
 
 
-def _flat_position(model: Model, initial_point: dict[str, np.ndarray]):
+def _logp_graphs(model: Model) -> tuple[Variable, list[Variable]]:
+    """The joint log-density, as ``model.logp()`` builds it, and the observed
+    variables' pointwise terms, as ``model.logp(vars=observed, sum=False)``
+    does: both from one pass of PyMC's log-probability rewrites."""
+    factors = model.logp(jacobian=True, sum=False)
+    joint = variadic_add(*(pt.as_tensor(f, allow_xtensor_conversion=True).sum() for f in factors))
+    first = len(model.free_RVs)
+    return joint, factors[first : first + len(model.observed_RVs)]
+
+
+def _value_shapes(model: Model) -> dict[str, tuple[int, ...]]:
+    """Shapes of the value variables: their static shapes, or else the initial point's."""
+    shapes = {v.name: v.type.shape for v in model.value_vars}
+    if any(None in shape for shape in shapes.values()):
+        point = model.initial_point(random_seed=0)
+        shapes = {name: np.shape(point[name]) for name in shapes}
+    return shapes
+
+
+def _flat_position(model: Model, value_shapes: dict[str, tuple[int, ...]]):
     """A flat ``theta`` input and the value-variable slices it replaces."""
-    shapes = tuple(tuple(np.shape(initial_point[v.name])) for v in model.value_vars)
+    shapes = tuple(tuple(int(n) for n in value_shapes[v.name]) for v in model.value_vars)
     dtype = pytensor.config.floatX
     layout = FlatLayout(tuple(v.name for v in model.value_vars), shapes, dtype)
     theta = pt.tensor(name="theta", dtype=dtype, shape=(layout.size,))
@@ -140,17 +160,16 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None) -> Mod
     """
     check_continuous(model)
     check_likelihood_based(model)
-    initial_point = model.initial_point(random_seed=0)
     keep = _output_vars(model, var_names)
     observed_rvs = list(model.observed_RVs)
-    graphs = [
-        model.logp(jacobian=True, sum=True),
-        *model.replace_rvs_by_values(keep),
-        *(model.logp(vars=observed_rvs, sum=False) if observed_rvs else []),
-    ]
+    # Nodes built here would each record a Python stack trace, pointing into
+    # PyMC (a third of the time spent reading a small model); they need none.
+    with pytensor.config.change_flags(traceback__limit=0):
+        joint, pointwise = _logp_graphs(model)
+        graphs = [joint, *model.replace_rvs_by_values(keep), *pointwise]
     check_deterministic_logp(model, graphs[0])
     data_repl, data_names, data_values = _data_replacements(model, graphs)
-    theta, layout, value_repl = _flat_position(model, initial_point)
+    theta, layout, value_repl = _flat_position(model, _value_shapes(model))
     logp, *rest = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)
     outputs, loglik = rest[: len(keep)], rest[len(keep) :]
     return ModelGraph(

@@ -27,7 +27,7 @@ from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.random.var import RandomGeneratorSharedVariable
 
 from hiddenjax.model.errors import check_deterministic_logp
-from hiddenjax.model.graph import ModelGraph, _data_replacements, _flat_position
+from hiddenjax.model.graph import ModelGraph, _data_replacements, _flat_position, _value_shapes
 
 
 class DrawGraph(NamedTuple):
@@ -262,7 +262,7 @@ def map_graph(model: Model, include_transformed: bool = True) -> ModelGraph:
     graphs = [model.logp(jacobian=False, sum=True), *reported]
     check_deterministic_logp(model, graphs[0])
     data_repl, data_names, data_values = _data_replacements(model, graphs)
-    theta, layout, value_repl = _flat_position(model, model.initial_point(random_seed=0))
+    theta, layout, value_repl = _flat_position(model, _value_shapes(model))
     logp, *outputs = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)
     fields = _data_fields(data_repl, data_names)
     return ModelGraph(

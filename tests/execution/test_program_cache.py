@@ -77,6 +77,7 @@ _SCRIPT = textwrap.dedent("""
     import hiddenjax as hj
     from hiddenjax.compile.model_functions import LoweringStats
     from hiddenjax.execution import program_cache
+    from hiddenjax.execution.prefetch import PrefetchStats
 
     with hj.Model() as model:
         x = hj.Data("x", np.linspace(-1, 1, 20))
@@ -86,7 +87,7 @@ _SCRIPT = textwrap.dedent("""
         idata = hj.sample(draws=30, tune=30, chains=2, random_seed=4, progressbar=False,
                           compute_convergence_checks=False)
     print("LOADED", program_cache.CacheStats.loaded, LoweringStats.lowered,
-          float(idata.posterior.slope.sum()))
+          PrefetchStats.taken, float(idata.posterior.slope.sum()))
 """)
 
 
@@ -100,10 +101,12 @@ def test_a_second_process_loads_the_program(tmp_path):
     ]
     assert runs[0][:2] == ["LOADED", "0"]
     assert runs[0][2] != "0"  # the first process lowered the model's graphs
+    assert runs[0][3] == "0"  # and had nothing to load in the background
     # The second loads the start check, the chunk program and its init, and so
-    # never rewrites or lowers a PyTensor graph.
-    assert runs[1][:3] == ["LOADED", "3", "0"]
-    assert runs[0][3] == runs[1][3]  # same seed, same draws
+    # never rewrites or lowers a PyTensor graph; the chunk program was loaded
+    # in the background while the model was read.
+    assert runs[1][:4] == ["LOADED", "3", "0", "1"]
+    assert runs[0][4] == runs[1][4]  # same seed, same draws
 
 
 def test_functions_with_a_digest_are_keyed_without_tracing(cache_folder):

@@ -79,12 +79,15 @@ def solve_square(key, values, data):
 
 @pytest.mark.skipif(len(jax.devices()) < 2, reason="needs two host devices")
 def test_functions_calling_lapack_run_on_one_host_device(values):
-    from hiddenjax.execution.vectorized import _draw_mesh, _pool_safe_mesh
+    from hiddenjax.execution.vectorized import _compiled_chunk, _draw_mesh
 
     key = jax.random.PRNGKey(0)
     mesh = _draw_mesh(None)
-    assert _pool_safe_mesh(noisy_square, mesh, key, values, (0.5,)).devices.size == 2
-    assert _pool_safe_mesh(solve_square, mesh, key, values, ()).devices.size == 1
+    data = (jnp.asarray(0.5),)
+    assert _compiled_chunk(noisy_square, mesh, key, values, data, 37, 5)[0].devices.size == 2
+    on_one, size, _ = _compiled_chunk(solve_square, mesh, key, values, (), 37, 5)
+    assert on_one.devices.size == 1
+    assert size == 5  # a multiple of one device, not rounded up to two
     result = map_over_draws(solve_square, values, (), n_draws=37, seed_key=key, chunk_size=5)
     expected = [np.linalg.solve(np.eye(3) + np.outer(x, x), x) for x in values[0]]
     np.testing.assert_allclose(result.outputs[0], expected, rtol=1e-10)
