@@ -127,9 +127,10 @@ def _run_group(model, members, request):
     from hiddenjax.execution.runner import run_chains
     from hiddenjax.model.initial import initial_point_fns
 
-    group_model = _model_for_shapes(model, compiled_model(model, request.var_names)[0],
-                                    members[0][2])
-    graph, compiled = compiled_model(group_model, request.var_names)
+    # Every chain gets its own copy of the data, so constants stay in the program.
+    group_model = _model_for_shapes(
+        model, compiled_model(model, request.var_names, lift_constants=False)[0], members[0][2])
+    graph, compiled = compiled_model(group_model, request.var_names, lift_constants=False)
     fns = initial_point_fns(group_model, request.chains, initvals=request.initvals,
                             jitter=request.jitter)
     data = tuple(np.repeat(np.stack(arrays), request.chains, axis=0)
@@ -167,7 +168,7 @@ def run_batched(model: Model, datasets: list[dict], seeds: list[int], request, n
     """One InferenceData per dataset, datasets of equal shapes sampled together."""
     from hiddenjax.compile.cache import compiled_model
 
-    graph, _ = compiled_model(model, request.var_names)
+    graph, _ = compiled_model(model, request.var_names, lift_constants=False)
     labels = names if names is not None else list(range(len(datasets)))
     checked = [dataset_values(graph, d, label) for d, label in zip(datasets, labels)]
     groups: dict = {}

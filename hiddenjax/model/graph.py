@@ -72,7 +72,8 @@ class ModelGraph(NamedTuple):
     data_inputs: tuple[Variable, ...]
     """Inputs standing for observed data and ``pm.Data`` values, static shapes."""
     data_names: tuple[str, ...]
-    """Name of each data input: the ``pm.Data`` name or the observed variable's name."""
+    """Name of each data input: the ``pm.Data`` name, the observed variable's name,
+    or ``constant_<k>`` for a lifted constant."""
     data_values: tuple[np.ndarray, ...]
     """Value of each data input when the graph was read."""
     data_sources: tuple[Variable, ...]
@@ -89,8 +90,24 @@ class ModelGraph(NamedTuple):
     """Pointwise log-likelihood of each observed variable."""
 
 
-def _data_replacements(model: Model, graphs: list[Variable]):
-    """Map every observed constant and data container to a fresh static-shaped input."""
+LIFTED_SIZE = 1024
+"""Float constants with at least this many entries become data inputs when lifting."""
+
+
+def _lifted(var: Variable, lift: bool) -> bool:
+    """Whether a constant is large float data (a design matrix, a covariate) to pass in."""
+    return (lift and isinstance(var, Constant) and var.type.dtype.startswith("float")
+            and np.size(var.data) >= LIFTED_SIZE)
+
+
+def _data_replacements(model: Model, graphs: list[Variable], lift_constants: bool = False):
+    """Map every observed constant and data container to a fresh static-shaped input.
+
+    With ``lift_constants``, large float constants (``np`` arrays used directly in
+    the model, such as a design matrix) become inputs too, named ``constant_<k>``:
+    compiled programs then take them as arguments instead of embedding them,
+    which keeps every program, and its compile and load time, small.
+    """
     observed = {v: rv.name for rv, v in model.rvs_to_values.items() if rv in model.observed_RVs}
     dim_lengths = set(model.dim_lengths.values())
     replacements, names, values = {}, [], []
@@ -105,6 +122,8 @@ def _data_replacements(model: Model, graphs: list[Variable]):
             value, name = var.get_value(borrow=True), var.name
         elif isinstance(var, Constant) and var in observed:
             value, name = var.data, observed[var]
+        elif _lifted(var, lift_constants):
+            value, name = var.data, f"constant_{len(names)}"
         else:
             continue
         value = np.asarray(value)
@@ -148,7 +167,8 @@ def _flat_position(model: Model, value_shapes: dict[str, tuple[int, ...]]):
     return theta, layout, replacements
 
 
-def extract_model_graph(model: Model, var_names: list[str] | None = None) -> ModelGraph:
+def extract_model_graph(model: Model, var_names: list[str] | None = None,
+                        lift_constants: bool = True) -> ModelGraph:
     """Read ``model`` into a :class:`ModelGraph`.
 
     Parameters
@@ -157,6 +177,10 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None) -> Mod
         The model; it is not modified.
     var_names : list of str, optional
         Free variables and Deterministics to return from ``outputs``; all by default.
+    lift_constants : bool
+        Make large float constants data inputs (see ``_data_replacements``).
+        Batched fits, which give every chain its own copy of the data, keep
+        them as constants.
     """
     check_continuous(model)
     check_likelihood_based(model)
@@ -168,7 +192,7 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None) -> Mod
         joint, pointwise = _logp_graphs(model)
         graphs = [joint, *model.replace_rvs_by_values(keep), *pointwise]
     check_deterministic_logp(model, graphs[0])
-    data_repl, data_names, data_values = _data_replacements(model, graphs)
+    data_repl, data_names, data_values = _data_replacements(model, graphs, lift_constants)
     theta, layout, value_repl = _flat_position(model, _value_shapes(model))
     logp, *rest = graph_replace(graphs, {**data_repl, **value_repl}, strict=False)
     outputs, loglik = rest[: len(keep)], rest[len(keep) :]

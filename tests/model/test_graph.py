@@ -50,6 +50,35 @@ def test_data_context_and_structure_key_follow_set_data():
     assert structure_key(model) != key
 
 
+def _design_matrix_model(rows=400):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(rows, 3))  # a plain numpy array: a constant in the graph
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, 1.0, shape=3)
+        pm.Normal("y", x @ beta, 1.0, observed=x @ np.array([0.5, -1.0, 2.0]))
+    return model, x
+
+
+def test_large_float_constants_become_data_inputs_with_the_same_log_density():
+    import pytensor
+
+    from hiddenjax.model.graph import LIFTED_SIZE
+
+    model, x = _design_matrix_model()
+    assert x.size >= LIFTED_SIZE
+    graph = extract_model_graph(model)
+    assert set(graph.data_names) == {"y", "constant_0"}
+    np.testing.assert_array_equal(current_data(graph)[graph.data_names.index("constant_0")], x)
+    kept = extract_model_graph(model, lift_constants=False)
+    assert kept.data_names == ("y",)
+    theta = np.array([0.3, -0.2, 1.1])
+    for g in (graph, kept):
+        logp = pytensor.function([g.theta, *g.data_inputs], g.logp)(theta, *current_data(g))
+        np.testing.assert_allclose(logp, model.compile_logp()({"beta": theta}), rtol=1e-12)
+    small, _ = _design_matrix_model(rows=10)  # 30 entries: stays a constant
+    assert extract_model_graph(small).data_names == ("y",)
+
+
 def test_discrete_free_variable_is_refused_with_a_pointer_to_marginalisation():
     with pm.Model() as model:
         k = pm.Poisson("k", 3.0)
