@@ -17,7 +17,10 @@ from pymc.model import Model
 from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.replace import graph_replace
-from pytensor.graph.traversal import graph_inputs
+from pytensor.graph.traversal import graph_inputs, io_toposort
+from pytensor.tensor.elemwise import DimShuffle
+from pytensor.tensor.shape import Reshape, SpecifyShape
+from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.math import variadic_add
 from pytensor.tensor.random.type import RandomType
 
@@ -94,10 +97,32 @@ LIFTED_SIZE = 1024
 """Float constants with at least this many entries become data inputs when lifting."""
 
 
-def _lifted(var: Variable, lift: bool) -> bool:
+_RESHAPING = (DimShuffle, Reshape, SpecifyShape, Subtensor)
+"""Ops that only rearrange a constant: cheap to run on an input, nothing to fold."""
+
+
+def _folded_constants(graphs: list[Variable]) -> set[Variable]:
+    """Constants that some computation on constants alone reads, such as
+    ``cholesky(cov)`` for a fixed covariance. Kept constant, that computation is
+    folded once when the graph is lowered; as an input it would rerun at every
+    gradient."""
+    roots: dict[Variable, frozenset] = {}
+    folded: set[Variable] = set()
+    for node in io_toposort(list(graph_inputs(graphs)), graphs):
+        parts = [frozenset([i]) if isinstance(i, Constant) else roots.get(i) for i in node.inputs]
+        if not parts or any(part is None for part in parts):
+            continue  # reads a value, a datum or a random state: computed at run time anyway
+        merged = frozenset().union(*parts)
+        roots.update(dict.fromkeys(node.outputs, merged))
+        if not isinstance(node.op, _RESHAPING):
+            folded |= merged
+    return folded
+
+
+def _lifted(var: Variable, lift: bool, folded: set[Variable]) -> bool:
     """Whether a constant is large float data (a design matrix, a covariate) to pass in."""
     return (lift and isinstance(var, Constant) and var.type.dtype.startswith("float")
-            and np.size(var.data) >= LIFTED_SIZE)
+            and np.size(var.data) >= LIFTED_SIZE and var not in folded)
 
 
 def _data_replacements(model: Model, graphs: list[Variable], lift_constants: bool = False):
@@ -106,10 +131,12 @@ def _data_replacements(model: Model, graphs: list[Variable], lift_constants: boo
     With ``lift_constants``, large float constants (``np`` arrays used directly in
     the model, such as a design matrix) become inputs too, named ``constant_<k>``:
     compiled programs then take them as arguments instead of embedding them,
-    which keeps every program, and its compile and load time, small.
+    which keeps every program, and its compile and load time, small. A constant
+    that a computation on constants alone reads stays, so that it is folded.
     """
     observed = {v: rv.name for rv, v in model.rvs_to_values.items() if rv in model.observed_RVs}
     dim_lengths = set(model.dim_lengths.values())
+    folded = _folded_constants(graphs) if lift_constants else set()
     replacements, names, values = {}, [], []
     for var in graph_inputs(graphs):
         if isinstance(var.type, RandomType) or var in replacements:
@@ -122,7 +149,7 @@ def _data_replacements(model: Model, graphs: list[Variable], lift_constants: boo
             value, name = var.get_value(borrow=True), var.name
         elif isinstance(var, Constant) and var in observed:
             value, name = var.data, observed[var]
-        elif _lifted(var, lift_constants):
+        elif _lifted(var, lift_constants, folded):
             value, name = var.data, f"constant_{len(names)}"
         else:
             continue

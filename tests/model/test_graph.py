@@ -79,6 +79,20 @@ def test_large_float_constants_become_data_inputs_with_the_same_log_density():
     assert extract_model_graph(small).data_names == ("y",)
 
 
+def test_constants_only_computations_keep_their_constants_so_they_stay_folded():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(40, 40))
+    cov = a @ a.T / 40 + np.eye(40)  # 1600 entries; cholesky(cov) needs no parameter
+    x = rng.normal(size=(3, 500))
+    with pm.Model() as model:
+        pm.MvNormal("z", mu=np.zeros(40), cov=cov)
+        beta = pm.Normal("beta", 0.0, 1.0, shape=3)
+        pm.Normal("y", x.T @ beta, 1.0, observed=np.zeros(500))
+    graph = extract_model_graph(model)
+    assert set(graph.data_names) == {"y", "constant_0"}  # the covariance stays a constant
+    np.testing.assert_array_equal(current_data(graph)[graph.data_names.index("constant_0")], x.T)
+
+
 def test_discrete_free_variable_is_refused_with_a_pointer_to_marginalisation():
     with pm.Model() as model:
         k = pm.Poisson("k", 3.0)
@@ -101,3 +115,14 @@ def test_simulator_models_are_refused_naming_the_variable_and_smc():
         pm.Simulator("draws_abc", simulate, a, epsilon=1.0, observed=np.zeros(5))
     with pytest.raises(ModelNotSupportedError, match=r"'draws_abc' is a pm.Simulator.*sample_smc"):
         extract_model_graph(model)
+
+
+def test_constants_read_only_through_reshaping_are_not_folded():
+    import pytensor.tensor as pt
+
+    from hiddenjax.model.graph import _folded_constants
+
+    c = pt.constant(np.ones((4, 3)))
+    v = pt.vector("v")
+    assert _folded_constants([c.T[:, 1:] @ v[:4]]) == set()  # rearranged, then read with v
+    assert _folded_constants([pt.linalg.cholesky(c @ c.T) @ v]) == {c}
