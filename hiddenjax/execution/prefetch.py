@@ -16,6 +16,7 @@ background work and never a wrong program.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import threading
 from collections.abc import Callable
@@ -79,6 +80,13 @@ def start(hint: str, devices: tuple, load: Callable[[str, tuple], Any]) -> None:
         _PENDING[key] = _Pending(key, tuple(devices), thread, result)
         PrefetchStats.started += 1
     thread.start()
+
+
+@atexit.register
+def _finish_pending() -> None:
+    """Let loads still running end before the interpreter (and XLA) shut down."""
+    for pending in list(_PENDING.values()):
+        pending.thread.join(timeout=30)
 
 
 def take(key: str, devices: tuple) -> Any | None:

@@ -271,7 +271,7 @@ class Runner:
         if loaded is not None:
             if loaded.mesh != self.mesh:  # it calls LAPACK (see _settle)
                 self._use_mesh(loaded.mesh)
-            compiled, init = loaded.compiled, loaded.init
+            compiled, init, exportable = loaded.compiled, loaded.init, True
         else:
             exported, lowered = self._settle(positions, data)
             if exported is not None:
@@ -279,12 +279,11 @@ class Runner:
                     program_cache.store(key, exported)
                 lowered = jax.jit(exported.call).lower(
                     *exported_specs(exported, self.mesh, self.data_per_chain))
-            init = None
-            if key and exported is not None:
-                init = self._export_init(positions, data)
-                if init is not None:
-                    program_cache.store(f"{key}-init", init)
-            compiled = lowered.compile()
+            compiled, init, exportable = lowered.compile(), None, exported is not None
+        if init is None and key and exportable:
+            init = self._export_init(positions, data)
+            if init is not None:
+                program_cache.store(f"{key}-init", init)
         if key and hint is not None:
             prefetch.remember(hint, key)
         self._compiled[signature] = compiled

@@ -67,6 +67,8 @@ def _draw_mesh(devices: Sequence | None) -> jax.sharding.Mesh:
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MAX_COMPILED = 8
+"""Compiled chunk programs kept per function (one per run shape)."""
 
 
 def _compiled_chunk(fn: Callable, mesh, seed_key, values: Sequence[np.ndarray], data: tuple,
@@ -92,10 +94,12 @@ def _compiled_chunk(fn: Callable, mesh, seed_key, values: Sequence[np.ndarray], 
             batch = tuple(jax.ShapeDtypeStruct((size, *np.shape(v)[1:]), np.asarray(v).dtype)
                           for v in values)
             lowered = _chunk_fn(fn, mesh).lower(seed_key, indices, batch, data)
-            devices = list(mesh.devices.flat)
-            if n_dev > 1 and len(pool_safe_devices(devices, lowered.as_text())) < n_dev:
-                mesh = _draw_mesh(pool_safe_devices(devices, lowered.as_text()))
+            safe = pool_safe_devices(list(mesh.devices.flat), lowered.as_text()) if n_dev > 1 else []
+            if len(safe) and len(safe) < n_dev:
+                mesh = _draw_mesh(safe)
                 continue
+            if len(per_fn) >= _MAX_COMPILED:
+                per_fn.pop(next(iter(per_fn)))
             per_fn[asked] = (mesh, size, lowered.compile())
             break
     return per_fn[asked]

@@ -214,7 +214,7 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None,
     keep = _output_vars(model, var_names)
     observed_rvs = list(model.observed_RVs)
     # Nodes built here would each record a Python stack trace, pointing into
-    # PyMC (a third of the time spent reading a small model); they need none.
+    # PyMC (a sixth of the time spent reading a small model); they need none.
     with pytensor.config.change_flags(traceback__limit=0):
         joint, pointwise = _logp_graphs(model)
         graphs = [joint, *model.replace_rvs_by_values(keep), *pointwise]

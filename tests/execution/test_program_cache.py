@@ -47,6 +47,16 @@ def test_a_new_runner_loads_the_stored_program_and_draws_the_same(cache_folder):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_stored_program_missing_its_init_gets_it_stored_again(cache_folder):
+    run_chains(_runner(), (np.ones(3),), POSITIONS, PLAN)
+    (init_file,) = cache_folder.glob("*-init")
+    init_file.unlink()
+    stored = program_cache.CacheStats.stored
+    run_chains(_runner(), (np.ones(3),), POSITIONS, PLAN)
+    assert program_cache.CacheStats.stored == stored + 1
+    assert init_file.exists()
+
+
 def test_the_key_ignores_data_values_but_not_the_model_or_settings(cache_folder):
     def key(runner, data=(np.ones(3),)):
         return runner._program_key(POSITIONS, data)
