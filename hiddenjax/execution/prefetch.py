@@ -33,7 +33,6 @@ class PrefetchStats:
 
 
 class _Pending(NamedTuple):
-    key: str
     devices: tuple
     thread: threading.Thread
     result: list
@@ -77,7 +76,7 @@ def start(hint: str, devices: tuple, load: Callable[[str, tuple], Any]) -> None:
                 result.append(None)
 
         thread = threading.Thread(target=run, name="hiddenjax-prefetch", daemon=True)
-        _PENDING[key] = _Pending(key, tuple(devices), thread, result)
+        _PENDING[key] = _Pending(tuple(devices), thread, result)
         PrefetchStats.started += 1
     thread.start()
 

@@ -168,15 +168,22 @@ def store(key: str, exported: jax.export.Exported) -> bool:
     except (ValueError, TypeError, NotImplementedError):
         return False
     names = "\n".join(sorted(_serialized_name(t) for t in custom)).encode()
+    if not _write(key, _FORMAT + len(names).to_bytes(8, "little") + names + bytes(blob)):
+        return False
+    CacheStats.stored += 1
+    return True
+
+
+def _write(name: str, content: bytes) -> bool:
+    """Write ``content`` under ``name`` atomically (a reader sees all of it or none)."""
     folder = _folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f"{key}.{os.getpid()}.tmp"
-        partial.write_bytes(_FORMAT + len(names).to_bytes(8, "little") + names + bytes(blob))
-        partial.replace(folder / key)  # atomic: a reader sees all of an entry or none
+        partial = folder / f"{name}.{os.getpid()}.tmp"
+        partial.write_bytes(content)
+        partial.replace(folder / name)
     except OSError:
         return False
-    CacheStats.stored += 1
     return True
 
 
@@ -213,11 +220,4 @@ def read_note(name: str) -> str | None:
 
 def write_note(name: str, text: str) -> None:
     """Keep ``text`` under ``name`` beside the programs (silently skipped when unwritable)."""
-    folder = _folder()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f"{name}.{os.getpid()}.tmp"
-        partial.write_text(text)
-        partial.replace(folder / name)
-    except OSError:
-        pass
+    _write(name, text.encode())
