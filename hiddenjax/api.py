@@ -17,7 +17,7 @@ import numpy as np
 
 from pymc.model import Model, modelcontext
 
-from hiddenjax.execution.devices import DEVICES, PRECISIONS, configure
+from hiddenjax.execution.devices import CHAIN_METHODS, DEVICES, PRECISIONS, configure
 
 _log = logging.getLogger("hiddenjax")
 
@@ -91,6 +91,8 @@ class Request(NamedTuple):
     """Device string."""
     precision: str
     """Precision string."""
+    chain_method: str = "auto"
+    """How a device runs its chains: ``"auto"``, ``"vectorized"`` or ``"sequential"``."""
 
 
 def _refuse_unknown(function: str, kwargs: dict) -> None:
@@ -169,7 +171,7 @@ def _nuts_settings(target_accept, max_treedepth, nuts, step_kwargs: dict) -> dic
 def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_accept,
              max_treedepth, var_names, progressbar, quiet, compute_convergence_checks,
              discard_tuned_samples, idata_kwargs, chunk_size, device, precision,
-             nuts=None, step_kwargs=None) -> Request:
+             nuts=None, step_kwargs=None, chain_method="auto") -> Request:
     """Validate a call's arguments in plain Python, with messages naming each one."""
     draws, tune = _check_count("draws", draws, 0), _check_count("tune", tune, 0)
     chains = _check_count("chains", 4 if chains is None else chains, 1)
@@ -181,6 +183,9 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         raise ValueError(
             f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}."
         )
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method={chain_method!r} is not supported; use one of "
+                         f"{', '.join(map(repr, CHAIN_METHODS))}.")
     idata_kwargs = dict(idata_kwargs or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", False))
     _refuse_unknown("sample(idata_kwargs=...)", idata_kwargs)
@@ -202,6 +207,7 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         chunk_size=_check_count("chunk_size", chunk_size, 1) if chunk_size else min(200, max(total, 1)),
         device=device,
         precision=precision,
+        chain_method=chain_method,
     )
 
 
@@ -244,6 +250,7 @@ def sample(
     device: str = "auto",
     precision: str = "float64",
     nuts: dict | None = None,
+    chain_method: str = "auto",
     **kwargs,
 ):
     """Draw samples from the posterior with NUTS compiled through JAX.
@@ -253,8 +260,7 @@ def sample(
     Parameters
     ----------
     chains : int, optional
-        Number of chains (default 4). Chains run vectorised and spread over
-        devices, so extra chains cost little.
+        Number of chains (default 4), spread over devices.
     cores : int, optional
         Accepted for compatibility with ``pymc.sample``; chains are spread over
         all host devices hiddenjax exposes (one per core).
@@ -283,6 +289,13 @@ def sample(
         Where to run.
     precision : {"float64", "float32"}
         Floating-point precision of the model's computations.
+    chain_method : {"auto", "vectorized", "sequential"}
+        How each device runs its share of the chains: vectorised in lockstep
+        (every step waits for the chain with the longest trajectory), or one
+        after another. ``"auto"`` runs them one after another unless the model
+        reads a large shared dataset (at least 2**18 entries), which vectorised
+        chains read once for all. The choice depends on shapes only, never on
+        the number of devices.
 
     Returns
     -------
@@ -313,7 +326,7 @@ def _runner(compiled, request: Request, chains: int, data_per_chain: bool = Fals
     devices = resolve_devices(request.device)
     key = (id(compiled), request.tune, request.chunk_size, chains,
            tuple(sorted(request.program_kwargs.items())), request.log_likelihood,
-           request.precision, tuple(devices), data_per_chain)
+           request.precision, tuple(devices), data_per_chain, request.chain_method)
     if key in _RUNNERS and _RUNNERS[key][0] is compiled:
         return _RUNNERS[key][1]
     fns = ChainFunctions(
@@ -325,7 +338,7 @@ def _runner(compiled, request: Request, chains: int, data_per_chain: bool = Fals
     )
     factory = partial(build_nuts_program, num_tune=request.tune, **request.program_kwargs)
     runner = Runner(factory, fns, request.tune, request.chunk_size, chains, devices,
-                    data_per_chain=data_per_chain)
+                    data_per_chain=data_per_chain, chain_method=request.chain_method)
     if len(_RUNNERS) >= _MAX_RUNNERS:
         _RUNNERS.pop(next(iter(_RUNNERS)))
     _RUNNERS[key] = (compiled, runner)
@@ -371,7 +384,7 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
 
     fingerprint = repr((structure_key(model, request.var_names), request.tune, request.chains,
                         sorted(request.program_kwargs.items()), request.log_likelihood,
-                        request.precision))
+                        request.precision, request.chain_method))
     devices = resolve_devices(request.device)
     # The program's key needs the model's graphs; its likely value does not, so
     # loading it starts now, beside reading the model.

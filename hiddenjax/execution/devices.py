@@ -13,6 +13,8 @@ import warnings
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 PRECISIONS = ("float64", "float32")
 DEVICES = ("auto", "cpu", "gpu")
+CHAIN_METHODS = ("auto", "vectorized", "sequential")
+"""How a device runs its chains (``runner.runs_vectorized`` decides ``"auto"``)."""
 
 
 def _jax_started() -> bool:

@@ -107,13 +107,16 @@ class _Checkpoints(NamedTuple):
     """
 
     velocities: Array
-    """``(2, levels, n)``: per start leaf ``j`` (row ``popcount(j)``), ``v_j`` and
-    ``v_{j-1}``."""
+    """``(2 * levels, n)``: per start leaf ``j`` at slot ``s = popcount(j)``,
+    ``v_j`` in row ``2s`` and ``v_{j-1}`` in row ``2s + 1``. One flat matrix, so a
+    leaf writes its two rows with one in-place update and the checks multiply
+    it without a reshape (which made XLA copy the whole matrix every leaf)."""
     sums: Array
-    """``(2, levels, n)``: per start leaf ``j``, ``C_{j-1}`` and ``C_{j-2}``, where
-    ``C_i`` is the momentum summed over the subtree's leaves ``0..i``."""
+    """``(2 * levels, n)``: per start leaf ``j``, ``C_{j-1}`` in row ``2s`` and
+    ``C_{j-2}`` in row ``2s + 1``, where ``C_i`` is the momentum summed over the
+    subtree's leaves ``0..i``."""
     row_dots: Array
-    """``(2, levels)``: ``v_j . C_{j-1}`` and ``v_{j-1} . C_{j-2}``, so that the
+    """``(levels, 2)``: ``v_j . C_{j-1}`` and ``v_{j-1} . C_{j-2}``, so that the
     checks need two matrix-vector products (XLA's fast path on CPU, several
     times faster than multiplying and reducing over the rows)."""
     across_start: Array
@@ -207,26 +210,31 @@ def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, previous_momentum: Array
     At an even leaf ``m > 0``, the start of the right half of the level
     ``ctz(m) + 1`` block, that block's check across halves on the left half
     plus leaf ``m`` is decided here, while everything it needs is at hand.
-    Row ``popcount(index)`` is no U-turn check's business at this leaf, so
-    the checks may read the rows before or after this update.
+    Row ``popcount(index)`` is read by no U-turn check at this leaf (they read
+    the rows below it), so the rows are written first and every check reads
+    the updated arrays: nothing reads an old array after it is written, which
+    lets XLA write the row in place instead of copying the whole array.
     """
     before = ck.momentum_sum
     through = before + momentum
     slot = lax.population_count(index)
     before_previous = before - previous_momentum
+    velocities = lax.dynamic_update_slice_in_dim(
+        ck.velocities, jnp.stack([velocity_, ck.velocity]), 2 * slot, axis=0)
+    sums = lax.dynamic_update_slice_in_dim(
+        ck.sums, jnp.stack([before, before_previous]), 2 * slot, axis=0)
     dots = jnp.stack([jnp.dot(velocity_, before), jnp.dot(ck.velocity, before_previous)])
     # The parent block starts at ``index`` with its lowest set bit cleared.
-    parent = jnp.maximum(slot - 1, 0)
-    parent_velocity = lax.dynamic_index_in_dim(ck.velocities[0], parent, keepdims=False)
-    parent_before = lax.dynamic_index_in_dim(ck.sums[0], parent, keepdims=False)
+    parent = 2 * jnp.maximum(slot - 1, 0)
+    parent_velocity = lax.dynamic_index_in_dim(velocities, parent, keepdims=False)
+    parent_before = lax.dynamic_index_in_dim(sums, parent, keepdims=False)
     across = ((index > 0) & (index % 2 == 0)
               & is_turning(parent_velocity, velocity_, through - parent_before))
     here = jnp.arange(ck.across_start.shape[0]) == slot
     return _Checkpoints(
-        velocities=jnp.where(here[:, None], jnp.stack([velocity_, ck.velocity])[:, None],
-                             ck.velocities),
-        sums=jnp.where(here[:, None], jnp.stack([before, before_previous])[:, None], ck.sums),
-        row_dots=jnp.where(here, dots[:, None], ck.row_dots),
+        velocities=velocities,
+        sums=sums,
+        row_dots=jnp.where(here[:, None], dots, ck.row_dots),
         across_start=jnp.where(here, across, ck.across_start),
         momentum_sum=through,
         velocity=velocity_,
@@ -249,13 +257,14 @@ def _blocks_turning(ck: _Checkpoints, momentum_sum: Array, velocity_end: Array, 
     count = lax.population_count(index + 1)
     top = count - 2 + _ctz(index + 1)
     # v_j . (C_i - C_{j-1}) = v_j . C_i - v_j . C_{j-1}, and so on.
-    levels, n = ck.sums.shape[1:]
-    velocities_dot_sum = (ck.velocities.reshape(2 * levels, n) @ momentum_sum).reshape(2, levels)
-    sums_dot_velocity = (ck.sums.reshape(2 * levels, n) @ velocity_end).reshape(2, levels)
+    levels = ck.row_dots.shape[0]
+    velocities_dot_sum = (ck.velocities @ momentum_sum).reshape(levels, 2)
+    sums_dot_velocity = (ck.sums @ velocity_end).reshape(levels, 2)
     end_dot = jnp.dot(velocity_end, momentum_sum)
     starts_turn = velocities_dot_sum - ck.row_dots <= 0
     ends_turn = end_dot - sums_dot_velocity <= 0
-    whole, across_end = starts_turn[0] | ends_turn[0], starts_turn[1] | ends_turn[1]
+    turns = starts_turn | ends_turn
+    whole, across_end = turns[:, 0], turns[:, 1]
     whole_rows = (slots >= count - 1) & (slots <= top)
     across_rows = (slots >= count) & (slots <= top)
     return jnp.any(whole_rows & whole) | jnp.any(across_rows & (across_end | ck.across_start))
@@ -282,12 +291,10 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             u = jax.random.uniform(jax.random.fold_in(key, sub.index), dtype=error.dtype)
             take = jnp.log(u) < -error - log_weight
             leaf_proposal = _Proposal(leaf.position, leaf.logdensity, leaf.logdensity_grad, energy)
-            # The checks may read the rows from before this leaf: the row it
-            # writes is none of theirs.
+            # The checks read the rows below the one this leaf writes.
             ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, sub.leaf.momentum,
                                   leaf_velocity, sub.index)
-            turning = _blocks_turning(sub.checkpoints, ck.momentum_sum, leaf_velocity,
-                                      sub.index, slots)
+            turning = _blocks_turning(ck, ck.momentum_sum, leaf_velocity, sub.index, slots)
             return _Subtree(
                 leaf=leaf,
                 index=sub.index + 1,
@@ -303,11 +310,11 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             return (sub.index < jnp.left_shift(1, depth)) & ~sub.turning & ~sub.diverging
 
         zeros = jnp.zeros_like(start.position)
-        rows = jnp.zeros((2, max_treedepth) + start.position.shape, start.position.dtype)
+        rows = jnp.zeros((2 * max_treedepth,) + start.position.shape, start.position.dtype)
         first = _Subtree(
             leaf=start,
             index=jnp.int32(0),
-            checkpoints=_Checkpoints(rows, rows, jnp.zeros((2, max_treedepth), rows.dtype),
+            checkpoints=_Checkpoints(rows, rows, jnp.zeros((max_treedepth, 2), rows.dtype),
                                      jnp.zeros(max_treedepth, bool), zeros, zeros, zeros),
             proposal=_Proposal(start.position, start.logdensity, start.logdensity_grad, h0),
             log_weight=jnp.asarray(-jnp.inf, h0.dtype),

@@ -12,9 +12,11 @@ from hiddenjax.execution.runner import (
     ChainFunctions,
     RunPlan,
     Runner,
+    VECTORIZE_SHARED_DATA,
     chain_keys,
     chain_mesh,
     run_chains,
+    runs_vectorized,
 )
 
 
@@ -70,10 +72,11 @@ def _fns():
     return ChainFunctions(logdensity, lambda theta, data: (theta, theta.sum()), None)
 
 
-def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False):
+def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False, chain_method="auto"):
     positions = np.zeros((chains, 3))
     plan = RunPlan(tune=tune, draws=draws, seed=5, chunk_size=chunk_size, keep_warmup=keep_warmup)
-    runner = Runner(partial(metropolis_program, tune=tune), _fns(), tune, chunk_size, chains)
+    runner = Runner(partial(metropolis_program, tune=tune), _fns(), tune, chunk_size, chains,
+                    chain_method=chain_method)
     return run_chains(runner, (np.arange(3.0),), positions, plan)
 
 
@@ -92,6 +95,32 @@ def test_draws_do_not_depend_on_chunk_size(chunk_size):
     other = _run(chunk_size=chunk_size)
     np.testing.assert_array_equal(reference.outputs[0], other.outputs[0])
     np.testing.assert_array_equal(reference.stats["step_size"], other.stats["step_size"])
+
+
+def test_vectorized_and_sequential_chains_give_the_same_draws():
+    vectorized = _run(chunk_size=16, chain_method="vectorized", keep_warmup=True)
+    sequential = _run(chunk_size=16, chain_method="sequential", keep_warmup=True)
+    for a, b in [(vectorized.outputs[0], sequential.outputs[0]),
+                 (vectorized.warmup_outputs[0], sequential.warmup_outputs[0]),
+                 (vectorized.stats["lp"], sequential.stats["lp"])]:
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_auto_vectorizes_only_for_per_chain_or_large_shared_data():
+    small = (jax.ShapeDtypeStruct((100, 3), np.float64),)
+    large = (jax.ShapeDtypeStruct((VECTORIZE_SHARED_DATA // 2, 2), np.float64),)
+    assert not runs_vectorized("auto", small, data_per_chain=False)
+    assert not runs_vectorized("auto", (), data_per_chain=False)
+    assert runs_vectorized("auto", large, data_per_chain=False)
+    assert runs_vectorized("auto", small, data_per_chain=True)
+    assert runs_vectorized("vectorized", small, data_per_chain=False)
+    assert not runs_vectorized("sequential", large, data_per_chain=True)
+
+
+def test_an_unknown_chain_method_is_refused():
+    with pytest.raises(ValueError, match="chain_method='parallel'.*'sequential'"):
+        Runner(partial(metropolis_program, tune=5), _fns(), 5, 8, 2, chain_method="parallel")
 
 
 def test_chains_are_independent_streams():
@@ -159,9 +188,14 @@ def test_data_per_chain_groups_equal_separate_runs():
     stacked = (np.repeat(np.stack(datasets), 2, axis=0),)
     together = run_chains(batched, stacked, np.zeros((6, 3)), plan)
     single = Runner(partial(metropolis_program, tune=12), _fns(), 12, 8, 2)
+    sequential = Runner(partial(metropolis_program, tune=12), _fns(), 12, 8, 6,
+                        data_per_chain=True, chain_method="sequential")
+    one_by_one = run_chains(sequential, stacked, np.zeros((6, 3)), plan)
+    np.testing.assert_allclose(one_by_one.outputs[0], together.outputs[0], rtol=1e-12)
     for d, (data, seed) in enumerate(zip(datasets, plan.seed)):
         alone = run_chains(single, (data,), np.zeros((2, 3)), plan._replace(seed=seed))
-        np.testing.assert_array_equal(together.outputs[0][2 * d : 2 * d + 2], alone.outputs[0])
+        np.testing.assert_allclose(together.outputs[0][2 * d : 2 * d + 2], alone.outputs[0],
+                                   rtol=1e-12)
 
 
 def _cholesky_fns():
