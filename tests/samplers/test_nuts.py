@@ -10,7 +10,13 @@ import pytest
 
 from hiddenjax.samplers import build_nuts_program
 from hiddenjax.samplers.integrators import IntegratorState, new_integrator_state, velocity_verlet
-from hiddenjax.samplers.nuts import NUTSInfo, _trajectory_builder, build_kernel, init
+from hiddenjax.samplers.nuts import (
+    NUTSInfo,
+    _trajectory_builder,
+    _write_pair,
+    build_kernel,
+    init,
+)
 from tests.samplers.drivers import chains_first, run_program
 from tests.samplers.nuts_reference import Point, ReferenceTree
 
@@ -87,12 +93,23 @@ ORACLE_CASES = [
 ]
 
 
-def test_tree_matches_recursive_oracle():
+def _one_by_one(builder):
+    """``builder`` over a leading axis of its first three arguments, unbatched (``lax.map``)."""
+
+    def build(keys, starts, directions, eps, imm):
+        return jax.lax.map(lambda args: builder(*args, eps, imm), (keys, starts, directions))
+
+    return build
+
+
+@pytest.mark.parametrize("vectorized", [True, False], ids=["vectorized", "one_by_one"])
+def test_tree_matches_recursive_oracle(vectorized):
     """Same leapfrog steps and directions give the same tree as PyMC's recursion.
 
     Checked: steps, depth, why it stopped, acceptance statistic and largest
     energy error. The cases together must exercise every way a tree ends and
-    both kinds of Stan's extra U-turn checks.
+    both kinds of Stan's extra U-turn checks. Trees are built vectorised and one
+    at a time: the U-turn checkpoints are written differently in each.
     """
     n = 40
     endings = {"turning": 0, "diverging": 0, "max depth": 0}
@@ -100,7 +117,9 @@ def test_tree_matches_recursive_oracle():
     for case, (density, imm, eps, depth) in enumerate(ORACLE_CASES):
         starts = _starts(density, imm, n, seed=case)
         directions = np.random.default_rng(100 + case).choice([-1, 1], size=(n, depth))
-        build = jax.vmap(_trajectory_builder(density, depth, 1000.0), (0, 0, 0, None, None))
+        builder = _trajectory_builder(density, depth, 1000.0)
+        build = (jax.vmap(builder, (0, 0, 0, None, None)) if vectorized
+                 else _one_by_one(builder))
         keys = jax.random.split(jax.random.key(case), n)
         got = jax.jit(build)(keys, starts, jnp.asarray(directions), eps, jnp.asarray(imm))
         leapfrog = _reference_leapfrog(density, imm)
@@ -245,6 +264,24 @@ def _kernel_draws(key, n_steps=50, position=None):
         return s, (s.position, info)
 
     return jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(n_steps)))(state)[1]
+
+
+def test_checkpoint_pairs_are_written_alike_one_by_one_and_vectorised():
+    rng = np.random.default_rng(0)
+    matrices, pairs = rng.normal(size=(3, 8, 5)), rng.normal(size=(3, 2, 5))
+    slots = np.array([0, 3, 1], dtype=np.int32)
+    expected = matrices.copy()
+    for b, slot in enumerate(slots):
+        expected[b, 2 * slot : 2 * slot + 2] = pairs[b]
+    one_by_one = [np.asarray(_write_pair(m, p, s)) for m, p, s in zip(matrices, pairs, slots)]
+    np.testing.assert_array_equal(np.stack(one_by_one), expected)
+    np.testing.assert_array_equal(jax.vmap(_write_pair)(matrices, pairs, slots), expected)
+    # Only some arguments batched: one matrix and slot shared by every pair.
+    shared = jax.vmap(_write_pair, (None, 0, None))(matrices[0], pairs, slots[1])
+    for b in range(3):
+        want = matrices[0].copy()
+        want[2 * slots[1] : 2 * slots[1] + 2] = pairs[b]
+        np.testing.assert_array_equal(shared[b], want)
 
 
 def test_same_key_same_draws():
