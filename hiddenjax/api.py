@@ -522,6 +522,9 @@ def sample_batched(
 
     Other arguments mean what they mean in :func:`sample`. Datasets whose
     arrays differ in shape are grouped by shape; each group is compiled once.
+    A group whose chunk of draws would take more than a quarter of the
+    device's memory (1 GiB where the device does not report it) runs as
+    several near-equal runs of the same compiled program, one after another.
 
     Returns
     -------
