@@ -114,11 +114,11 @@ VECTORIZE_SHARED_DATA = 2**18
 """Entries of shared data from which ``chain_method="auto"`` vectorises a device's chains.
 
 Vectorised chains move in lockstep: every NUTS leaf waits for the chain with
-the longest trajectory (25 to 50 % more leaves than the chains need on this
-project's benchmark models), and the loop carries and selects every chain's
-U-turn checkpoints at each leaf. Run one after another, each chain stops when
-it is done and writes its checkpoints in place: the sampling loop ran 7 to 64 %
-faster on eight benchmark models (docs/execution.md). Vectorising pays off
+the longest trajectory (12 to 48 % more leaves than the chains need on this
+project's benchmark models, two chains a device), and the loop carries and
+selects every chain's U-turn checkpoints at each leaf. Run one after another,
+each chain stops when it is done and writes its checkpoints in place: the
+sampling loop ran 8 to 64 % faster on six benchmark models (docs/execution.md). Vectorising pays off
 when the gradient reads a large array shared by the chains, which it then
 reads once for all of them: logistic regression on a 100,000 x 50 design
 matrix took half the time per gradient vectorised.
@@ -128,8 +128,8 @@ matrix took half the time per gradient vectorised.
 def runs_vectorized(chain_method: str, data: tuple, data_per_chain: bool) -> bool:
     """Whether a device runs its chains vectorised (``vmap``) rather than one after another.
 
-    ``"auto"`` decides from shapes alone, so the choice (and the draws) is the
-    same on every device count: vectorised for per-chain datasets (batched
+    ``"auto"`` decides from shapes alone, so the choice is the same on every
+    device count: vectorised for per-chain datasets (batched
     fits: many small chains share each operation's overhead) and for large
     shared data, one after another otherwise.
     """

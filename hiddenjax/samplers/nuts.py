@@ -217,6 +217,7 @@ def _write_pair(matrix: Array, pair: Array, slot: Array) -> Array:
 
 @_write_pair.def_vmap
 def _write_pair_batched(axis_size: int, in_batched, matrix, pair, slot):
+    """Every chain's pair written by selecting its two rows over the whole matrix."""
     matrix, pair, slot = (x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
                           for x, batched in zip((matrix, pair, slot), in_batched))
     row = jnp.arange(matrix.shape[1])[None, :, None] - 2 * slot[:, None, None]
