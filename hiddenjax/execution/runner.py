@@ -118,7 +118,8 @@ the longest trajectory (12 to 48 % more leaves than the chains need on this
 project's benchmark models, two chains a device), and the loop carries and
 selects every chain's U-turn checkpoints at each leaf. Run one after another,
 each chain stops when it is done and writes its checkpoints in place: the
-sampling loop ran 8 to 64 % faster on six benchmark models (docs/execution.md). Vectorising pays off
+sampling loop ran 11 to 72 % faster on five of six small-data benchmark models,
+15 % slower on the sixth, eight_schools (docs/execution.md). Vectorising pays off
 when the gradient reads a large array shared by the chains, which it then
 reads once for all of them: logistic regression on a 100,000 x 50 design
 matrix took half the time per gradient vectorised.
