@@ -17,7 +17,7 @@ import numpy as np
 
 from pymc.model import Model, modelcontext
 
-from hiddenjax.execution.devices import CHAIN_METHODS, DEVICES, PRECISIONS, configure
+from hiddenjax.execution.devices import DEVICES, PRECISIONS, check_chain_method, configure
 
 _log = logging.getLogger("hiddenjax")
 
@@ -183,9 +183,6 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         raise ValueError(
             f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}."
         )
-    if chain_method not in CHAIN_METHODS:
-        raise ValueError(f"chain_method={chain_method!r} is not supported; use one of "
-                         f"{', '.join(map(repr, CHAIN_METHODS))}.")
     idata_kwargs = dict(idata_kwargs or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", False))
     _refuse_unknown("sample(idata_kwargs=...)", idata_kwargs)
@@ -207,7 +204,7 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         chunk_size=_check_count("chunk_size", chunk_size, 1) if chunk_size else min(200, max(total, 1)),
         device=device,
         precision=precision,
-        chain_method=chain_method,
+        chain_method=check_chain_method(chain_method),
     )
 
 

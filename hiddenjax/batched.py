@@ -171,24 +171,24 @@ def _run_group(model, members, request):
     # Near-equal runs, so at most two run sizes (two compiled programs).
     out = []
     for part in np.array_split(np.arange(len(members)), runs):
-        out.extend(_run_datasets(group_model, [members[i] for i in part], request))
+        out.extend(_run_datasets(group_model, graph, compiled,
+                                 [members[i] for i in part], request))
     return out
 
 
-def _run_datasets(group_model, members, request):
+def _run_datasets(group_model, graph, compiled, members, request):
     """Sample same-shaped datasets of ``group_model``'s shapes in one run.
 
+    ``graph`` and ``compiled`` are ``group_model``'s (``compiled_model``);
     ``members`` is ``[(label, dataset, values, seed)]``.
     """
     from hiddenjax.api import (
         _inference_data, _plan, _position_shape, _report, _runner, _seeds, _starts,
     )
-    from hiddenjax.compile.cache import compiled_model
     from hiddenjax.execution.progress import SamplingProgress
     from hiddenjax.execution.runner import run_chains
     from hiddenjax.model.initial import initial_point_fns
 
-    graph, compiled = compiled_model(group_model, request.var_names, lift_constants=False)
     fns = initial_point_fns(group_model, request.chains, initvals=request.initvals,
                             jitter=request.jitter)
     data = tuple(np.repeat(np.stack(arrays), request.chains, axis=0)

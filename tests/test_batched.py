@@ -71,9 +71,9 @@ def test_datasets_beyond_device_memory_run_in_several_runs_with_the_same_results
     runs = []
     run_datasets = batched._run_datasets
 
-    def counted(group_model, members, request):
+    def counted(group_model, graph, compiled, members, request):
         runs.append(len(members))
-        return run_datasets(group_model, members, request)
+        return run_datasets(group_model, graph, compiled, members, request)
 
     monkeypatch.setattr(batched, "_run_datasets", counted)
     # A device with room for less than one dataset's chunk of draws: one run each.

@@ -17,6 +17,14 @@ CHAIN_METHODS = ("auto", "vectorized", "sequential")
 """How a device runs its chains (``runner.runs_vectorized`` decides ``"auto"``)."""
 
 
+def check_chain_method(chain_method: str) -> str:
+    """``chain_method`` itself, or a ValueError naming the accepted values."""
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method={chain_method!r} is not supported; use one of "
+                         f"{', '.join(map(repr, CHAIN_METHODS))}.")
+    return chain_method
+
+
 def _jax_started() -> bool:
     """Whether JAX's backends already exist, so XLA flags can no longer change."""
     if "jax" not in sys.modules:

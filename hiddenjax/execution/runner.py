@@ -21,7 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 from hiddenjax.execution import prefetch, program_cache
 from hiddenjax.execution.checkpoint import Checkpoint, load, save
-from hiddenjax.execution.devices import CHAIN_METHODS, pool_safe_devices
+from hiddenjax.execution.devices import check_chain_method, pool_safe_devices
 from hiddenjax.execution.interrupt import StopRequest
 
 
@@ -200,11 +200,9 @@ class Runner:
     def __init__(self, program_factory, fns: ChainFunctions, tune: int, chunk_size: int,
                  chains: int, devices: list | None = None, data_per_chain: bool = False,
                  chain_method: str = "auto"):
-        if chain_method not in CHAIN_METHODS:
-            raise ValueError(f"chain_method={chain_method!r} is not supported; use one of "
-                             f"{', '.join(map(repr, CHAIN_METHODS))}.")
         self.tune, self.chunk_size, self.chains = tune, chunk_size, chains
-        self.data_per_chain, self.chain_method = data_per_chain, chain_method
+        self.data_per_chain = data_per_chain
+        self.chain_method = check_chain_method(chain_method)
         self._program_factory, self._fns = program_factory, fns
         self._compiled: dict = {}
         self._inits: dict = {}
