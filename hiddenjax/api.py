@@ -85,8 +85,8 @@ class Request(NamedTuple):
     """Whether to keep warmup draws (``discard_tuned_samples=False``)."""
     log_likelihood: bool
     """Whether to compute the pointwise log-likelihood."""
-    chunk_size: int
-    """Steps per compiled call."""
+    chunk_size: int | None
+    """Steps per compiled call; None until ``_with_chunk_size`` picks it from the draws' size."""
     device: str
     """Device string."""
     precision: str
@@ -186,7 +186,6 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
     idata_kwargs = dict(idata_kwargs or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", False))
     _refuse_unknown("sample(idata_kwargs=...)", idata_kwargs)
-    total = tune + draws
     return Request(
         draws=draws,
         tune=tune,
@@ -201,7 +200,7 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         compute_convergence_checks=bool(compute_convergence_checks),
         keep_warmup=not discard_tuned_samples,
         log_likelihood=log_likelihood,
-        chunk_size=_check_count("chunk_size", chunk_size, 1) if chunk_size else min(200, max(total, 1)),
+        chunk_size=_check_count("chunk_size", chunk_size, 1) if chunk_size else None,
         device=device,
         precision=precision,
         chain_method=check_chain_method(chain_method),
@@ -276,7 +275,10 @@ def sample(
         ``early_max_treedepth`` (8), ``step_scale`` (0.25) and ``Emax`` (1000),
         which may also be given as keywords. Any other NUTS argument is refused.
     chunk_size : int, optional
-        Steps per compiled call between host copies (default: up to 200).
+        Steps per compiled call between host copies. By default up to 200,
+        fewer when the chains' draws of that many steps would take more than a
+        quarter of the device's memory (1 GiB on CPU); the value used is in
+        ``posterior.attrs["chunk_size"]``.
     checkpoint : str or path, optional
         A netCDF file written after every chunk with the draws so far and the
         sampler's state. If it exists, the run continues from it (after a
@@ -364,6 +366,26 @@ def _starts(model, graph, check, request: Request, jitter_seeds, fns=None):
     return positions.astype(float_dtype(request.precision))
 
 
+def _with_chunk_size(request: Request, graph, chains: int, budget: int) -> Request:
+    """``request`` with its chunk size: as asked, else ``DEFAULT_CHUNK`` steps or as many
+    as keep ``chains`` chains' draws within ``budget`` bytes (``memory_budget``)."""
+    from hiddenjax.execution.runner import chunk_steps
+
+    if request.chunk_size is not None:
+        return request
+    size = chunk_steps(request.tune + request.draws, step_bytes(graph, request), chains, budget)
+    return request._replace(chunk_size=size)
+
+
+def step_bytes(graph, request: Request) -> int | None:
+    """Bytes one chain's step adds to a chunk: draws, log-likelihood, statistics."""
+    from hiddenjax.execution.runner import STATS_BYTES
+    from hiddenjax.model import draw_bytes
+
+    draws = draw_bytes(graph, request.log_likelihood)
+    return None if draws is None else draws + STATS_BYTES
+
+
 def _plan(request: Request, seed):
     from hiddenjax.execution.runner import RunPlan
 
@@ -374,7 +396,7 @@ def _plan(request: Request, seed):
 def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | None):
     import hiddenjax.samplers  # noqa: F401  (the program's state types, before prefetching)
     from hiddenjax.compile.cache import compiled_model
-    from hiddenjax.execution.devices import resolve_devices
+    from hiddenjax.execution.devices import memory_budget, resolve_devices
     from hiddenjax.execution.progress import SamplingProgress
     from hiddenjax.execution.runner import prefetch_program, run_chains
     from hiddenjax.model import current_data, data_context, structure_key
@@ -388,6 +410,7 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
     hint = repr((fingerprint, request.chunk_size, [str(d) for d in devices]))
     prefetch_program(hint, request.chains, devices)
     graph, compiled = compiled_model(model, request.var_names)
+    request = _with_chunk_size(request, graph, request.chains, memory_budget(request.device))
     data = current_data(graph)
     jitter_seeds, sampler_seed = _seeds(random_seed, request.chains)
     runner = _runner(compiled, request, request.chains)
@@ -423,6 +446,7 @@ def _inference_data(compiled, result, plan, elapsed, context):
             "sampling_time": elapsed,
             "tuning_steps": plan.tune,
             "compile_time": result.compile_time,
+            "chunk_size": plan.chunk_size,
         },
         warmup_posterior=(
             dict(zip(names, result.warmup_outputs)) if result.warmup_outputs else None

@@ -7,7 +7,6 @@ separate ``hj.sample`` of that dataset with that dataset's seed.
 
 from __future__ import annotations
 
-import math
 import time
 from functools import partial
 from collections.abc import Mapping
@@ -118,39 +117,6 @@ def _split(result, group: int, chains: int):
     )
 
 
-RUN_BYTES = 1 << 30
-"""Device bytes one run's chunk of draws may take (when the device does not say its
-memory): past it, a group of datasets is split into runs of the same program."""
-
-_STATS_PER_STEP = 16
-"""Sampler statistics per chain and step, counted generously (NUTS reports 13)."""
-
-
-def _run_budget(device: str) -> int:
-    """Bytes of draws one run may hold on the device: a quarter of what it has, or RUN_BYTES."""
-    from hiddenjax.execution.devices import resolve_devices
-
-    try:
-        stats = resolve_devices(device)[0].memory_stats() or {}
-    except Exception:  # backends without memory statistics
-        stats = {}
-    limit = stats.get("bytes_limit")
-    return int(limit) // 4 if limit else RUN_BYTES
-
-
-def _step_bytes(compiled, graph, values: tuple, request) -> int:
-    """Bytes one chain's step adds to a chunk's draws: values, log-likelihood, statistics."""
-    import jax
-
-    from hiddenjax.execution.devices import float_dtype
-
-    theta = jax.ShapeDtypeStruct((graph.layout.size,), float_dtype(request.precision))
-    data = tuple(jax.ShapeDtypeStruct(v.shape, v.dtype) for v in values)
-    outputs = [compiled.constrain] + ([compiled.loglik] if request.log_likelihood else [])
-    leaves = [leaf for fn in outputs for leaf in jax.tree.leaves(jax.eval_shape(fn, theta, data))]
-    return sum(math.prod(x.shape) * x.dtype.itemsize for x in leaves) + 8 * _STATS_PER_STEP
-
-
 def datasets_per_run(step_bytes: int, chains: int, chunk_size: int, budget: int) -> int:
     """How many datasets one run may hold so its chunk of draws fits ``budget`` bytes."""
     return max(1, budget // max(1, step_bytes * chains * chunk_size))
@@ -158,15 +124,18 @@ def datasets_per_run(step_bytes: int, chains: int, chunk_size: int, budget: int)
 
 def _run_group(model, members, request):
     """Sample a group of same-shaped datasets, in as few runs as device memory allows."""
+    from hiddenjax.api import _with_chunk_size, step_bytes
     from hiddenjax.compile.cache import compiled_model
+    from hiddenjax.execution.devices import memory_budget
 
     # Every chain gets its own copy of the data, so constants stay in the program.
     group_model = _model_for_shapes(
         model, compiled_model(model, request.var_names, lift_constants=False)[0], members[0][2])
     graph, compiled = compiled_model(group_model, request.var_names, lift_constants=False)
-    step_bytes = _step_bytes(compiled, graph, members[0][2], request)
-    per_run = datasets_per_run(step_bytes, request.chains, request.chunk_size,
-                               _run_budget(request.device))
+    budget = memory_budget(request.device)
+    request = _with_chunk_size(request, graph, request.chains, budget)
+    per_run = datasets_per_run(step_bytes(graph, request) or 0, request.chains,
+                               request.chunk_size, budget)
     runs = -(-len(members) // per_run)
     # Near-equal runs, so at most two run sizes (two compiled programs).
     out = []

@@ -74,7 +74,7 @@ def test_inference_data_has_pm_sample_layout():
     with model:
         theirs = pm.sample(cores=1, **kwargs)
     assert_same_layout(ours, theirs, ignore_stats=PYMC_ONLY_STATS,
-                       ignore_attrs=["compile_time"], order_groups=("posterior",))
+                       ignore_attrs=["compile_time", "chunk_size"], order_groups=("posterior",))
 
 
 def test_float32_precision_runs_the_model_in_float32():
@@ -136,6 +136,27 @@ def test_convergence_checks_warn_as_pymc_and_leave_arvizs_numba_setting(caplog):
             hj.sample(draws=100, tune=2, chains=4, random_seed=1, progressbar=False)
     assert any("rhat" in r.getMessage().lower() for r in caplog.records)
     assert Numba.numba_flag == before
+
+
+def test_chunk_size_is_chosen_from_the_draws_size_and_device_memory(monkeypatch):
+    import hiddenjax.execution.devices as devices
+    from hiddenjax.execution.runner import DEFAULT_CHUNK, STATS_BYTES
+
+    with pm.Model() as model:
+        x = pm.Data("x", np.linspace(0.0, 1.0, 10))
+        b = pm.Normal("b", shape=2)
+        pm.Deterministic("surface", b[0] + b[1] * x[:, None] * x[None, :])  # 100 entries
+        pm.Normal("y", b[0] + b[1] * x, 1.0, observed=np.ones(10))
+    step = 8 * (2 + 100) + STATS_BYTES
+    assert hj.sample(model=model, **FAST).posterior.attrs["chunk_size"] == min(
+        DEFAULT_CHUNK, FAST["tune"] + FAST["draws"])
+    # Room for 7 steps of both chains' draws: chunks of 7 steps, and the same draws.
+    monkeypatch.setattr(devices, "memory_budget", lambda device: 7 * FAST["chains"] * step + 5)
+    small = hj.sample(model=model, random_seed=4, **FAST)
+    assert small.posterior.attrs["chunk_size"] == 7
+    asked = hj.sample(model=model, random_seed=4, chunk_size=120, **FAST)
+    assert asked.posterior.attrs["chunk_size"] == 120
+    np.testing.assert_array_equal(small.posterior["surface"], asked.posterior["surface"])
 
 
 def test_chain_methods_are_checked_and_agree():

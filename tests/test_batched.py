@@ -77,7 +77,9 @@ def test_datasets_beyond_device_memory_run_in_several_runs_with_the_same_results
 
     monkeypatch.setattr(batched, "_run_datasets", counted)
     # A device with room for less than one dataset's chunk of draws: one run each.
-    monkeypatch.setattr(batched, "_run_budget", lambda device: 1)
+    import hiddenjax.execution.devices as devices
+
+    monkeypatch.setattr(devices, "memory_budget", lambda device: 1)
     apart = hj.sample_batched(datasets, model=model, random_seed=5, **kwargs)
     assert runs == [1, 1, 1]
     for a, b in zip(together, apart):

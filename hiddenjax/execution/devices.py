@@ -25,6 +25,21 @@ def check_chain_method(chain_method: str) -> str:
     return chain_method
 
 
+MEMORY_BUDGET = 1 << 30
+"""Bytes of draws a chunk may hold on a device that does not report its memory (CPU)."""
+
+
+def memory_budget(device: str) -> int:
+    """Bytes of draws one chunk may hold on ``device``: a quarter of its memory, else
+    ``MEMORY_BUDGET``."""
+    try:
+        stats = resolve_devices(device)[0].memory_stats() or {}
+    except Exception:  # backends without memory statistics
+        stats = {}
+    limit = stats.get("bytes_limit")
+    return int(limit) // 4 if limit else MEMORY_BUDGET
+
+
 def _jax_started() -> bool:
     """Whether JAX's backends already exist, so XLA flags can no longer change."""
     if "jax" not in sys.modules:

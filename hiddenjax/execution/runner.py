@@ -25,6 +25,24 @@ from hiddenjax.execution.devices import check_chain_method, pool_safe_devices
 from hiddenjax.execution.interrupt import StopRequest
 
 
+DEFAULT_CHUNK = 200
+"""Steps per chunk when draws are small: long enough that chunk boundaries cost little
+(docs/benchmarks/chunking.md), short enough for live progress."""
+
+STATS_BYTES = 8 * 16
+"""Bytes of sampler statistics one chain's step adds, counted generously (NUTS keeps 13)."""
+
+
+def chunk_steps(total: int, step_bytes: int | None, chains: int, budget: int) -> int:
+    """Steps per chunk: ``DEFAULT_CHUNK``, or fewer so that ``chains`` chains' draws of
+    ``step_bytes`` each fit ``budget`` bytes (at least 1), and at most ``total``.
+
+    ``step_bytes`` None (draw sizes unknown until run) keeps ``DEFAULT_CHUNK``.
+    """
+    fits = budget // max(1, (step_bytes or 0) * chains) if step_bytes else DEFAULT_CHUNK
+    return max(1, min(DEFAULT_CHUNK, total, fits))
+
+
 class RunPlan(NamedTuple):
     """What to run, in plain numbers."""
 
@@ -536,34 +554,44 @@ def threefry2x32(key: tuple, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray
 
 
 class _Collector:
-    """Host-side store of finished steps, split into warmup and kept draws."""
+    """Host-side store of finished steps: one chains-first array per output, filled
+    chunk by chunk, so draws are copied once and the host holds them plus one chunk.
 
-    def __init__(self, plan: RunPlan):
-        self.plan = plan
-        self.parts: list[tuple[int, int, Any]] = []
+    Steps before ``first`` are dropped (warmup draws nobody asked for).
+    """
+
+    def __init__(self, plan: RunPlan, first: int = 0):
+        self.plan, self.first = plan, first
+        self.buffers = None
+        """Tree of ``(chains, tune + draws - first, ...)`` arrays, made at the first chunk."""
 
     def add(self, start: int, stop: int, host_out) -> None:
         """Keep steps ``start`` to ``stop`` of a chunk output stacked steps-first."""
-        self.parts.append((start, stop, jax.tree.map(lambda x: x[: stop - start], host_out)))
+        total = self.plan.tune + self.plan.draws
+        if self.buffers is None:
+            self.buffers = jax.tree.map(
+                lambda x: np.empty((x.shape[1], total - self.first, *x.shape[2:]), x.dtype),
+                host_out)
+        lo, hi = max(start, self.first), min(stop, total)
+        if lo >= hi:
+            return
+        for buffer, x in zip(jax.tree.leaves(self.buffers), jax.tree.leaves(host_out)):
+            buffer[:, lo - self.first : hi - self.first] = np.swapaxes(x[lo - start : hi - start], 0, 1)
 
     def steps(self, lo: int, hi: int):
-        """Steps ``lo`` to ``hi`` joined, steps-first, or None if there are none."""
-        pieces = [
-            jax.tree.map(lambda x: x[max(lo, a) - a : min(hi, b) - a], out)
-            for a, b, out in self.parts
-            if max(lo, a) < min(hi, b)
-        ]
-        if not pieces:
-            return None
-        return jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *pieces)
+        """Steps ``lo`` to ``hi`` (all finished, ``lo >= first``), steps-first views."""
+        return jax.tree.map(lambda b: np.swapaxes(b[:, lo - self.first : hi - self.first], 0, 1),
+                            self.buffers)
+
+    def _chains_first(self, lo: int, hi: int, done: int):
+        """Finished steps from ``lo`` up to ``hi``, chains-first views."""
+        hi = max(lo, min(hi, done))
+        return jax.tree.map(lambda b: b[:, lo - self.first : hi - self.first], self.buffers)
 
     def result(self, done: int, interrupted: bool, compile_time: float) -> ChainDraws:
         tune, draws = self.plan.tune, self.plan.draws
-        empty = jax.tree.map(lambda x: x[:0], self.parts[0][2])
-        # Scan stacks steps first; ArviZ wants chains first.
-        kept = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), self.steps(tune, tune + draws) or empty)
-        warm = self.steps(0, tune) if self.plan.keep_warmup else None
-        warm = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), warm) if warm is not None else None
+        kept = self._chains_first(tune, tune + draws, done)
+        warm = self._chains_first(0, tune, done) if self.plan.keep_warmup and tune else None
         return ChainDraws(
             outputs=tuple(kept[0]),
             loglik=tuple(kept[1]),
@@ -616,7 +644,9 @@ def run_chains(
     data = runner.put_data(data)
     states = runner.init(positions, data)
     keys = runner.keys(plan.seed)
-    collector, done = _Collector(plan), 0
+    # A checkpoint keeps every step, so that a resumed run may keep its warmup.
+    first = 0 if plan.keep_warmup or checkpoint else plan.tune
+    collector, done = _Collector(plan, first), 0
     saved = load(checkpoint, fingerprint) if checkpoint else None
     if saved is not None:
         plan = plan._replace(seed=saved.seed)
@@ -637,6 +667,6 @@ def run_chains(
                     progress(start, done, host[2]._asdict())
         except KeyboardInterrupt:
             stop.requested = True
-    if not collector.parts:
+    if collector.buffers is None:
         raise KeyboardInterrupt("Sampling was interrupted before the first chunk finished.")
     return collector.result(done, stop.requested, compile_time)

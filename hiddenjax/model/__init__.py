@@ -7,6 +7,7 @@ from hiddenjax.model.graph import (
     DataContext,
     current_data,
     data_context,
+    draw_bytes,
     extract_model_graph,
     structure_key,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "check_continuous",
     "current_data",
     "data_context",
+    "draw_bytes",
     "extract_model_graph",
     "structure_key",
 ]

@@ -238,6 +238,29 @@ def extract_model_graph(model: Model, var_names: list[str] | None = None,
     )
 
 
+def draw_bytes(graph: ModelGraph, log_likelihood: bool = False) -> int | None:
+    """Bytes of one draw of ``graph``'s outputs (and pointwise log-likelihood when
+    asked), in their graph dtypes; None where a shape is not fixed by the data's.
+
+    Static shapes are read from the types; the rest come from PyTensor's shape
+    inference over the static-shaped data inputs, folded to constants.
+    """
+    from pytensor.graph.rewriting.utils import rewrite_graph
+
+    graphs = [*graph.outputs, *(graph.loglik if log_likelihood else ())]
+    unknown = [g for g in graphs if None in g.type.shape]
+    inferred = {}
+    if unknown:
+        with pytensor.config.change_flags(traceback__limit=0):
+            shapes = rewrite_graph([pt.as_tensor(g.shape, dtype="int64") for g in unknown],
+                                   include=("ShapeOpt", "canonicalize"))
+        if not all(isinstance(s, Constant) for s in shapes):
+            return None
+        inferred = {g: tuple(int(n) for n in s.data) for g, s in zip(unknown, shapes)}
+    return sum(int(np.prod(inferred.get(g, g.type.shape), dtype=np.int64))
+               * np.dtype(g.type.dtype).itemsize for g in graphs)
+
+
 class DataContext(NamedTuple):
     """What InferenceData needs from the model besides draws."""
 

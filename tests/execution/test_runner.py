@@ -12,8 +12,11 @@ from hiddenjax.execution.runner import (
     ChainFunctions,
     RunPlan,
     Runner,
+    _Collector,
+    DEFAULT_CHUNK,
     VECTORIZE_SHARED_DATA,
     chain_keys,
+    chunk_steps,
     chain_mesh,
     run_chains,
     runs_vectorized,
@@ -95,6 +98,40 @@ def test_draws_do_not_depend_on_chunk_size(chunk_size):
     other = _run(chunk_size=chunk_size)
     np.testing.assert_array_equal(reference.outputs[0], other.outputs[0])
     np.testing.assert_array_equal(reference.stats["step_size"], other.stats["step_size"])
+
+
+def test_chunk_steps_fit_the_memory_budget():
+    assert chunk_steps(2000, 1000, 4, budget=1 << 30) == DEFAULT_CHUNK
+    assert chunk_steps(50, 1000, 4, budget=1 << 30) == 50  # a short run: one chunk
+    assert chunk_steps(2000, 1000, 4, budget=4000 * 37 + 1) == 37
+    assert chunk_steps(2000, 1000, 4, budget=10) == 1  # one step always runs
+    assert chunk_steps(2000, None, 4, budget=10) == DEFAULT_CHUNK  # sizes unknown
+
+
+@pytest.mark.parametrize("keep_warmup", [False, True])
+def test_collector_writes_chunks_into_one_chains_first_array_per_output(keep_warmup):
+    tune, draws, chains = 5, 4, 2
+    plan = RunPlan(tune=tune, draws=draws, seed=0, chunk_size=3, keep_warmup=keep_warmup)
+    collector = _Collector(plan, first=0 if keep_warmup else tune)
+    values = np.arange((tune + draws) * chains * 3.0).reshape(tune + draws, chains, 3)
+    lp = -values[..., 0]
+    for start in range(0, tune + draws, 3):
+        stop = start + 3
+        out = ((values[start:stop],), (), Info(lp[start:stop], lp[start:stop],
+                                                lp[start:stop] > 0, lp[start:stop]))
+        collector.add(start, stop, out)
+    # Warmup nobody asked for is not stored: the arrays hold the kept draws only.
+    assert collector.buffers[0][0].shape == (chains, (tune if keep_warmup else 0) + draws, 3)
+    result = collector.result(tune + draws, False, 0.0)
+    np.testing.assert_array_equal(result.outputs[0], np.swapaxes(values[tune:], 0, 1))
+    np.testing.assert_array_equal(result.stats["lp"], np.swapaxes(lp[tune:], 0, 1))
+    if keep_warmup:
+        np.testing.assert_array_equal(result.warmup_outputs[0], np.swapaxes(values[:tune], 0, 1))
+    else:
+        assert result.warmup_outputs is None
+    # An interrupt after 7 steps: the finished draws, a prefix.
+    early = collector.result(7, True, 0.0)
+    np.testing.assert_array_equal(early.outputs[0], np.swapaxes(values[tune:7], 0, 1))
 
 
 def test_vectorized_and_sequential_chains_give_the_same_draws():

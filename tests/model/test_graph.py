@@ -7,6 +7,7 @@ from hiddenjax.model import (
     ModelNotSupportedError,
     current_data,
     data_context,
+    draw_bytes,
     extract_model_graph,
     structure_key,
 )
@@ -126,3 +127,25 @@ def test_constants_read_only_through_reshaping_are_not_folded():
     v = pt.vector("v")
     assert _folded_constants([c.T[:, 1:] @ v[:4]]) == set()  # rearranged, then read with v
     assert _folded_constants([pt.linalg.cholesky(c @ c.T) @ v]) == {c}
+
+
+def test_draw_bytes_count_every_output_with_shapes_read_from_the_data():
+    with pm.Model() as model:
+        x = pm.Data("x", np.arange(10.0))
+        b = pm.Normal("b", shape=3)
+        mu = pm.Deterministic("mu", b[0] * x)
+        pm.Deterministic("outer", mu[:, None] * x[None, :])  # no static shape
+        pm.Normal("y", mu, 1.0, observed=np.ones(10), shape=x.shape)
+    graph = extract_model_graph(model)
+    assert None in graph.outputs[-1].type.shape
+    assert draw_bytes(graph) == 8 * (3 + 10 + 100)
+    assert draw_bytes(graph, log_likelihood=True) == 8 * (3 + 10 + 100 + 10)
+
+
+def test_draw_bytes_are_unknown_when_a_shape_depends_on_data_values():
+    with pm.Model() as model:
+        n = pm.Data("n", 4)
+        b = pm.Normal("b", shape=10)
+        pm.Deterministic("head", b[: n.astype("int64")])
+        pm.Normal("y", b.sum(), 1.0, observed=1.0)
+    assert draw_bytes(extract_model_graph(model)) is None
