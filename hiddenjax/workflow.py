@@ -97,7 +97,7 @@ def compute_log_likelihood(
     -------
     arviz.InferenceData or xarray.Dataset
     """
-    from hiddenjax.compile.forward import cached_draw_function
+    from hiddenjax.compile.forward import cached, cached_draw_function
     from hiddenjax.execution.devices import configure
     from hiddenjax.execution.vectorized import map_over_draws
     from hiddenjax.model.predictive import loglik_graph
@@ -122,7 +122,9 @@ def compute_log_likelihood(
     _check_in_trace(free, posterior, "compute_log_likelihood")
     arrays, stacked_coords, n_draws = _stack_draws(posterior, free, sample_dims)
     configure("float64")
-    graph = loglik_graph(model, var_names, {n: a.shape[1:] for n, a in arrays.items()})
+    shapes = {n: a.shape[1:] for n, a in arrays.items()}
+    graph = cached(model, ("loglik", tuple(var_names), tuple(shapes.items())),
+                   lambda: loglik_graph(model, var_names, shapes))
     fn = cached_draw_function(model, graph)
     values = [arrays[n].astype(dtype, copy=False) for n, dtype in zip(fn.value_names, fn.value_dtypes)]
     with _progress(progressbar, n_draws, "Computing log-likelihood") as bar:
@@ -178,14 +180,19 @@ def _warn_potentials(model: Model, kind: str) -> None:
 def _draw_forward(model, names, trace_arrays, n_draws, random_seed, progressbar, label,
                   constant_data=None, constant_coords=()):
     """Draw ``names`` once per draw of ``trace_arrays`` (or ``n_draws`` times from the prior)."""
-    from hiddenjax.compile.forward import cached_draw_function
+    from hiddenjax.compile.forward import cached, cached_draw_function
     from hiddenjax.execution.devices import configure
     from hiddenjax.execution.vectorized import map_over_draws, raise_failed_checks
-    from hiddenjax.model.predictive import forward_graph
+    from hiddenjax.model.predictive import changed_data, forward_graph
 
     configure("float64")
     shapes = {n: a.shape[1:] for n, a in trace_arrays.items()}
-    graph = forward_graph(model, names, shapes, constant_data, constant_coords)
+    # Building the graph (PyTensor's canonicalisation) takes longer than drawing
+    # thousands of draws of a small model: build it once per structure, names,
+    # trace shapes and changed data.
+    changed = changed_data(model, names, constant_data, constant_coords)
+    graph = cached(model, ("forward", tuple(names), tuple(shapes.items()), changed),
+                   lambda: forward_graph(model, names, shapes, constant_data, constant_coords))
     _log.info(f"Sampling: {list(graph.resampled)}")
     fn = cached_draw_function(model, graph)
     values = [np.asarray(trace_arrays[n]).astype(dtype, copy=False)

@@ -202,6 +202,38 @@ def test_out_of_sample_predictions_after_set_data():
     assert_same_distribution(ours.predictions["y"], ref.predictions["y"])
 
 
+def test_forward_graph_is_built_once_and_again_when_data_change(monkeypatch):
+    import hiddenjax.model.predictive as predictive
+
+    built, original = [], predictive.forward_graph
+
+    def counted(*args, **kwargs):
+        built.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predictive, "forward_graph", counted)
+    model = regression()
+    idata = fake_posterior(model, draws=50)
+    kwargs = dict(model=model, var_names=["y"], random_seed=1, progressbar=False)
+    first = sample_posterior_predictive(idata, **kwargs)
+    again = sample_posterior_predictive(idata, **kwargs)
+    assert len(built) == 1
+    np.testing.assert_array_equal(first.posterior_predictive["y"], again.posterior_predictive["y"])
+    # New x of the same length: mu is no longer the trace's, so the graph is rebuilt
+    # and y follows the new data.
+    x_new = model["x"].get_value() + 10.0
+    with model:
+        pm.set_data({"x": x_new})
+    moved = sample_posterior_predictive(idata, **kwargs)
+    assert len(built) == 2
+    post = idata.posterior
+    expected = float(post["a"].mean()) + float(post["b"].mean()) * x_new
+    # Each mean is over 100 draws whose spread (sigma and b's prior times |x| of 10 to 13)
+    # is about 1.3: Monte-Carlo sd about 0.13, so 0.5 is about 4 sd; the old x is 20 away.
+    np.testing.assert_allclose(moved.posterior_predictive["y"].mean(("chain", "draw")), expected,
+                               atol=0.5)
+
+
 def test_extend_inferencedata_and_list_of_points():
     model = regression()
     idata = fake_posterior(model, draws=30)

@@ -162,6 +162,25 @@ def _trace_inputs(outputs, vars_in_trace, volatile) -> list[Variable]:
     return found
 
 
+def changed_data(
+    model: Model,
+    var_names: Iterable[str],
+    constant_data: Mapping[str, np.ndarray] | None = None,
+    constant_coords: Iterable[str] = (),
+) -> frozenset:
+    """The shared data behind ``var_names`` that differ from the trace's ``constant_data``.
+
+    With the model's structure, the names and the trace's shapes, this is all
+    :func:`forward_graph`'s result depends on, so it can key a cache of them.
+    """
+    data, coords = dict(constant_data or {}), set(constant_coords)
+    return frozenset(
+        v for v in graph_inputs([model[name] for name in var_names])
+        if isinstance(v, SharedVariable) and not isinstance(v, RandomGeneratorSharedVariable)
+        and not _shared_value_matches(v, data, coords)
+    )
+
+
 def forward_graph(
     model: Model,
     var_names: Iterable[str],
