@@ -373,11 +373,11 @@ def _with_chunk_size(request: Request, graph, chains: int, budget: int) -> Reque
 
     if request.chunk_size is not None:
         return request
-    size = chunk_steps(request.tune + request.draws, step_bytes(graph, request), chains, budget)
+    size = chunk_steps(request.tune + request.draws, _step_bytes(graph, request), chains, budget)
     return request._replace(chunk_size=size)
 
 
-def step_bytes(graph, request: Request) -> int | None:
+def _step_bytes(graph, request: Request) -> int | None:
     """Bytes one chain's step adds to a chunk: draws, log-likelihood, statistics."""
     from hiddenjax.execution.runner import STATS_BYTES
     from hiddenjax.model import draw_bytes

@@ -124,7 +124,7 @@ def datasets_per_run(step_bytes: int, chains: int, chunk_size: int, budget: int)
 
 def _run_group(model, members, request):
     """Sample a group of same-shaped datasets, in as few runs as device memory allows."""
-    from hiddenjax.api import _with_chunk_size, step_bytes
+    from hiddenjax.api import _step_bytes, _with_chunk_size
     from hiddenjax.compile.cache import compiled_model
     from hiddenjax.execution.devices import memory_budget
 
@@ -134,7 +134,7 @@ def _run_group(model, members, request):
     graph, compiled = compiled_model(group_model, request.var_names, lift_constants=False)
     budget = memory_budget(request.device)
     request = _with_chunk_size(request, graph, request.chains, budget)
-    per_run = datasets_per_run(step_bytes(graph, request) or 0, request.chains,
+    per_run = datasets_per_run(_step_bytes(graph, request) or 0, request.chains,
                                request.chunk_size, budget)
     runs = -(-len(members) // per_run)
     # Near-equal runs, so at most two run sizes (two compiled programs).
