@@ -43,8 +43,9 @@ def _stack_draws(dataset: xr.Dataset, names: Sequence[str], sample_dims: Sequenc
     n_draws = int(np.prod([dataset.sizes[d] for d in sample_dims], dtype=int))
     arrays = {}
     for name in names:
-        da = dataset[name].transpose(*sample_dims, ...)
-        arrays[name] = np.asarray(da.values).reshape((n_draws, *da.shape[len(sample_dims):]))
+        variable = dataset.variables[name].transpose(*sample_dims, ...)
+        arrays[name] = np.asarray(variable.values).reshape(
+            (n_draws, *variable.shape[len(sample_dims):]))
     return arrays, stacked_coords, n_draws
 
 
