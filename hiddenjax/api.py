@@ -87,6 +87,8 @@ class Request(NamedTuple):
     """Whether to compute the pointwise log-likelihood."""
     chunk_size: int | None
     """Steps per compiled call; None until ``_with_chunk_size`` picks it from the draws' size."""
+    chunk_seconds: float | None
+    """Seconds a call aims at when the chunk size was chosen (``RunPlan.chunk_seconds``)."""
     device: str
     """Device string."""
     precision: str
@@ -201,6 +203,7 @@ def _request(*, draws, tune, chains, initvals, init, jitter_max_retries, target_
         keep_warmup=not discard_tuned_samples,
         log_likelihood=log_likelihood,
         chunk_size=_check_count("chunk_size", chunk_size, 1) if chunk_size else None,
+        chunk_seconds=None,
         device=device,
         precision=precision,
         chain_method=check_chain_method(chain_method),
@@ -275,9 +278,12 @@ def sample(
         ``early_max_treedepth`` (8), ``step_scale`` (0.25) and ``Emax`` (1000),
         which may also be given as keywords. Any other NUTS argument is refused.
     chunk_size : int, optional
-        Steps per compiled call between host copies. By default up to 200,
-        fewer when the chains' draws of that many steps would take more than a
-        quarter of the device's memory (1 GiB on CPU); the value used is in
+        Steps per compiled call between host copies; every call runs this many.
+        By default calls are timed instead: the first runs 200 steps and the
+        next ones as many as take about a second (at least 200), up to a chunk
+        of 2,000 steps whose draws fit 64 MiB, or 200 steps, fewer when the chains'
+        draws of that many steps would take more than a quarter of the device's
+        memory (1 GiB on CPU). The chunk's size (the most steps a call runs) is in
         ``posterior.attrs["chunk_size"]``.
     checkpoint : str or path, optional
         A netCDF file written after every chunk with the draws so far and the
@@ -366,15 +372,21 @@ def _starts(model, graph, check, request: Request, jitter_seeds, fns=None):
     return positions.astype(float_dtype(request.precision))
 
 
-def _with_chunk_size(request: Request, graph, chains: int, budget: int) -> Request:
+def _with_chunk_size(request: Request, graph, chains: int, budget: int,
+                     timed: bool = False) -> Request:
     """``request`` with its chunk size: as asked, else ``DEFAULT_CHUNK`` steps or as many
-    as keep ``chains`` chains' draws within ``budget`` bytes (``memory_budget``)."""
-    from hiddenjax.execution.runner import chunk_steps
+    as keep ``chains`` chains' draws within ``budget`` bytes (``memory_budget``).
+
+    ``timed`` (when not asked): a chunk of up to ``TIMED_CHUNK`` steps whose
+    calls run about ``CHUNK_SECONDS`` each (``RunPlan.chunk_seconds``).
+    """
+    from hiddenjax.execution.runner import CHUNK_SECONDS, chunk_steps, timed_chunk_steps
 
     if request.chunk_size is not None:
         return request
-    size = chunk_steps(request.tune + request.draws, _step_bytes(graph, request), chains, budget)
-    return request._replace(chunk_size=size)
+    rows = timed_chunk_steps if timed else chunk_steps
+    size = rows(request.tune + request.draws, _step_bytes(graph, request), chains, budget)
+    return request._replace(chunk_size=size, chunk_seconds=CHUNK_SECONDS if timed else None)
 
 
 def _step_bytes(graph, request: Request) -> int | None:
@@ -390,7 +402,8 @@ def _plan(request: Request, seed):
     from hiddenjax.execution.runner import RunPlan
 
     return RunPlan(tune=request.tune, draws=request.draws, seed=seed,
-                   chunk_size=request.chunk_size, keep_warmup=request.keep_warmup)
+                   chunk_size=request.chunk_size, keep_warmup=request.keep_warmup,
+                   chunk_seconds=request.chunk_seconds)
 
 
 def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | None):
@@ -410,7 +423,8 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
     hint = repr((fingerprint, request.chunk_size, [str(d) for d in devices]))
     prefetch_program(hint, request.chains, devices)
     graph, compiled = compiled_model(model, request.var_names)
-    request = _with_chunk_size(request, graph, request.chains, memory_budget(request.device))
+    request = _with_chunk_size(request, graph, request.chains, memory_budget(request.device),
+                               timed=True)
     data = current_data(graph)
     jitter_seeds, sampler_seed = _seeds(random_seed, request.chains)
     runner = _runner(compiled, request, request.chains)

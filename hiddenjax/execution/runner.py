@@ -2,7 +2,7 @@
 
 Warmup and sampling share one compiled chunk function: each step runs the
 program's transition at its global index (the program adapts while the index
-is in warmup), or nothing past the end. Draws are copied to host memory after every chunk, so device memory is
+is in warmup), as many steps as the call asks. Draws are copied to host memory after every chunk, so device memory is
 bounded by the chunk and an interrupt keeps every finished draw.
 """
 
@@ -29,18 +29,66 @@ DEFAULT_CHUNK = 200
 """Steps per chunk when draws are small: long enough that chunk boundaries cost little
 (docs/benchmarks/chunking.md), short enough for live progress."""
 
+TIMED_CHUNK = 2000
+"""Most steps a compiled chunk holds when calls are timed (``RunPlan.chunk_seconds``)."""
+
+TIMED_CHUNK_BYTES = 64 << 20
+"""Bytes of draws a timed chunk may hold beyond ``DEFAULT_CHUNK`` steps."""
+
+FIRST_TIMED_CALL = 25
+"""Steps of a timed run's first call: few, so that it says soon how fast steps go.
+
+Early warmup steps vary most in cost between chains (their trees are deepest
+while the step size is still wrong), so a long first call would keep the
+devices waiting on each other longest at its end."""
+
+CHUNK_SECONDS = 1.0
+"""Seconds a timed chunk call aims at.
+
+Chains on several devices meet at every chunk boundary: the devices run one
+program in lockstep, so each call lasts as long as its slowest device, and a
+boundary costs the other devices their wait (+10 to +30 % of the loop with
+200-step chunks on 2 CPU devices, docs/benchmarks/chunking.md). A call of about
+a second keeps the progress bar and Ctrl-C responsive and leaves few boundaries
+to a fast model."""
+
 STATS_BYTES = 8 * 16
 """Bytes of sampler statistics one chain's step adds, counted generously (NUTS keeps 13)."""
 
 
-def chunk_steps(total: int, step_bytes: int | None, chains: int, budget: int) -> int:
-    """Steps per chunk: ``DEFAULT_CHUNK``, or fewer so that ``chains`` chains' draws of
+def chunk_steps(total: int, step_bytes: int | None, chains: int, budget: int,
+                longest: int = DEFAULT_CHUNK) -> int:
+    """Steps per chunk: ``longest``, or fewer so that ``chains`` chains' draws of
     ``step_bytes`` each fit ``budget`` bytes (at least 1), and at most ``total``.
 
     ``step_bytes`` None (draw sizes unknown until run) keeps ``DEFAULT_CHUNK``.
     """
     fits = budget // max(1, (step_bytes or 0) * chains) if step_bytes else DEFAULT_CHUNK
-    return max(1, min(DEFAULT_CHUNK, total, fits))
+    return max(1, min(longest, total, fits))
+
+
+def timed_chunk_steps(total: int, step_bytes: int | None, chains: int, budget: int) -> int:
+    """Rows of a chunk whose calls are timed: what :func:`chunk_steps` allows, or up to
+    ``TIMED_CHUNK`` steps while their draws stay within ``TIMED_CHUNK_BYTES``."""
+    return max(chunk_steps(total, step_bytes, chains, budget),
+               chunk_steps(total, step_bytes, chains, min(budget, TIMED_CHUNK_BYTES),
+                           longest=TIMED_CHUNK))
+
+
+def next_call_steps(plan: RunPlan, steps: int, seconds: float) -> int:
+    """Steps of the next chunk call, after a call ran ``steps`` steps in ``seconds``.
+
+    Untimed plans run ``chunk_size`` steps a call. Timed ones run as many steps
+    as take about ``chunk_seconds``, between ``DEFAULT_CHUNK`` (or the chunk's
+    rows, if fewer) and the chunk's rows.
+    """
+    if plan.chunk_seconds is None:
+        return plan.chunk_size
+    shortest = min(DEFAULT_CHUNK, plan.chunk_size)
+    if seconds <= 0:
+        return plan.chunk_size
+    fits = int(steps * plan.chunk_seconds / seconds)
+    return max(shortest, min(plan.chunk_size, fits))
 
 
 class RunPlan(NamedTuple):
@@ -53,9 +101,13 @@ class RunPlan(NamedTuple):
     seed: int | list[int]
     """Seed of the sampler's random keys (a list: one per consecutive group of chains)."""
     chunk_size: int
-    """Steps per compiled call."""
+    """Steps a compiled call holds (its rows); untimed calls each run this many."""
     keep_warmup: bool
     """Whether to return warmup draws too."""
+    chunk_seconds: float | None = None
+    """None: every call runs ``chunk_size`` steps. Else calls are timed: the first
+    runs ``FIRST_TIMED_CALL`` steps (at most ``chunk_size``) and the next ones as
+    many as take about this many seconds (:func:`next_call_steps`)."""
 
 
 class ChainDraws(NamedTuple):
@@ -105,27 +157,44 @@ def chain_mesh(chains: int, devices: list | None = None) -> jax.sharding.Mesh:
 
 
 def _step_fn(program_factory, fns: ChainFunctions):
-    """One step of one chain: the program's transition, or idle past the run's end."""
+    """One step of one chain: the program's transition and what the step reports."""
 
-    def step(state, step_index, end, chain_key, data):
+    def step(state, step_index, chain_key, data):
         program = program_factory(lambda theta: fns.logdensity(theta, data))
         key = jax.random.fold_in(chain_key, step_index)
-
-        def run(s):
-            return program.step(key, s, step_index)
-
-        info_shape = jax.eval_shape(run, state)[1]
-
-        def idle(s):
-            return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), info_shape)
-
-        state, info = lax.cond(step_index < end, run, idle, state)
+        state, info = program.step(key, state, step_index)
         position = program.position(state)
         values = fns.constrain(position, data)
         loglik = fns.loglik(position, data) if fns.loglik is not None else ()
         return state, (values, loglik, info)
 
     return step
+
+
+def _steps_into_rows(step, state, start, stop, rows: int):
+    """Run ``step(state, index)`` for ``index`` from ``start`` up to ``stop`` (at most
+    ``rows`` steps) and write each step's outputs into one row of ``rows``-row
+    arrays; rows past the last step stay zero.
+
+    A ``while_loop`` rather than a ``scan``: a call runs as many steps as its
+    ``stop`` asks, so one compiled chunk serves calls of every length up to ``rows``.
+    """
+    shapes = jax.eval_shape(lambda s: step(s, start)[1], state)
+    buffers = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape), x.dtype), shapes)
+
+    def more(carry):
+        row = carry[0]
+        return (row < rows) & (start + row < stop)
+
+    def body(carry):
+        row, state, buffers = carry
+        state, out = step(state, start + row)
+        buffers = jax.tree.map(lambda b, o: lax.dynamic_update_index_in_dim(b, o, row, 0),
+                               buffers, out)
+        return row + 1, state, buffers
+
+    _, state, buffers = lax.while_loop(more, body, (jnp.int32(0), state, buffers))
+    return state, buffers
 
 
 VECTORIZE_SHARED_DATA = 2**18
@@ -159,45 +228,39 @@ def runs_vectorized(chain_method: str, data: tuple, data_per_chain: bool) -> boo
 
 def build_chunk_fn(program_factory, fns: ChainFunctions, chunk_size: int, mesh,
                    data_per_chain: bool = False, chain_method: str = "auto"):
-    """``chunk(states, start, end, chain_keys, data) -> (states, stacked step outputs)``, jitted.
+    """``chunk(states, start, stop, chain_keys, data) -> (states, stacked step outputs)``, jitted.
 
-    ``start`` is the global index of the chunk's first step and ``end`` the
-    number of steps of the whole run: both are arguments, so one compiled
-    program serves every chunk and any number of draws. With
-    ``data_per_chain`` every data array has a leading chain axis, so each
-    chain can fit its own dataset. ``chain_method`` says how a device runs its
-    chains (:func:`runs_vectorized`); the draws are the same either way up to
-    rounding.
+    A call runs steps ``start`` up to ``stop`` (global indices, at most
+    ``chunk_size`` of them) and returns their outputs in ``chunk_size`` rows,
+    steps first; rows past ``stop - start`` are zero. Both are arguments, so one
+    compiled program serves every chunk, of any length up to ``chunk_size``, and
+    any number of draws. With ``data_per_chain`` every data array has a leading
+    chain axis, so each chain can fit its own dataset. ``chain_method`` says how
+    a device runs its chains (:func:`runs_vectorized`); the draws are the same
+    either way up to rounding.
     """
     one_step = _step_fn(program_factory, fns)
-    steps = jnp.arange(chunk_size, dtype=jnp.int32)
 
-    def vectorized(states, start, end, chain_keys, data):
-        step = jax.vmap(one_step, in_axes=(0, None, None, 0, 0 if data_per_chain else None))
+    def vectorized(states, start, stop, chain_keys, data):
+        step = jax.vmap(one_step, in_axes=(0, None, 0, 0 if data_per_chain else None))
+        return _steps_into_rows(lambda s, index: step(s, index, chain_keys, data),
+                                states, start, stop, chunk_size)
 
-        def body(states, offset):
-            return step(states, start + offset, end, chain_keys, data)
-
-        return lax.scan(body, states, steps)
-
-    def sequential(states, start, end, chain_keys, data):
+    def sequential(states, start, stop, chain_keys, data):
         def one_chain(chain):
             state, chain_key, chain_data = chain
             chain_data = chain_data if data_per_chain else data
-
-            def body(state, offset):
-                return one_step(state, start + offset, end, chain_key, chain_data)
-
-            return lax.scan(body, state, steps)
+            return _steps_into_rows(lambda s, index: one_step(s, index, chain_key, chain_data),
+                                    state, start, stop, chunk_size)
 
         states, outputs = lax.map(one_chain, (states, chain_keys,
                                               data if data_per_chain else None))
         return states, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outputs)
 
-    def local_chunk(states, start, end, chain_keys, data):
+    def local_chunk(states, start, stop, chain_keys, data):
         if runs_vectorized(chain_method, data, data_per_chain):
-            return vectorized(states, start, end, chain_keys, data)
-        return sequential(states, start, end, chain_keys, data)
+            return vectorized(states, start, stop, chain_keys, data)
+        return sequential(states, start, stop, chain_keys, data)
 
     sharded = jax.shard_map(
         local_chunk,
@@ -479,14 +542,14 @@ def prefetch_program(hint: str, chains: int, devices: list | None = None) -> Non
 
 def exported_specs(exported: jax.export.Exported, mesh, data_per_chain: bool = False) -> tuple:
     """Abstract arguments of an exported chunk program, laid out over ``mesh``."""
-    (states, start, end, keys, data), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
+    (states, start, stop, keys, data), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
     chain = jax.sharding.NamedSharding(mesh, P("chain"))
     data_sharding = chain if data_per_chain else jax.sharding.NamedSharding(mesh, P())
 
     def laid(aval, sharding=None):
         return jax.ShapeDtypeStruct(aval.shape, aval.dtype, sharding=sharding)
 
-    return (jax.tree.map(lambda s: laid(s, chain), states), laid(start), laid(end),
+    return (jax.tree.map(lambda s: laid(s, chain), states), laid(start), laid(stop),
             laid(keys, chain), tuple(laid(d, data_sharding) for d in data))
 
 
@@ -654,13 +717,17 @@ def run_chains(
         states = _resume(runner, states, chunk, collector, saved)
         done = saved.done
     total = plan.tune + plan.draws
+    steps = plan.chunk_size if plan.chunk_seconds is None else min(FIRST_TIMED_CALL,
+                                                                    plan.chunk_size)
     with StopRequest() as stop:
         try:
             while done < total and not stop.requested:
-                states, out = chunk(states, jnp.int32(done), jnp.int32(total), keys, data)
+                start, stop_at, called = done, min(done + steps, total), time.perf_counter()
+                states, out = chunk(states, jnp.int32(start), jnp.int32(stop_at), keys, data)
                 host = to_host(out)
-                start, done = done, min(done + plan.chunk_size, total)
-                collector.add(start, done, host)
+                steps = next_call_steps(plan, stop_at - start, time.perf_counter() - called)
+                collector.add(start, stop_at, host)
+                done = stop_at
                 if checkpoint and jax.process_index() == 0:
                     _save(checkpoint, states, collector, done, plan.seed, fingerprint)
                 if progress is not None:

@@ -14,6 +14,7 @@ def test_extrapolation_charges_the_untimed_calls_the_steady_mean():
     assert batched.extrapolate([2.0], 3) == pytest.approx(6.0)
 
 
+@pytest.mark.slow  # 23 s of the default suite
 def test_batched_methods_report_every_row_and_agree(tmp_path):
     cfg = batched.Config(datasets=3, draws=20, tune=20, chains=1, seed=1, pm_datasets=1)
     datasets = batched.simulate(cfg.datasets, rows=20)

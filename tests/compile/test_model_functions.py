@@ -14,7 +14,12 @@ def _points(model, count=3):
     return [{k: v + rng.uniform(-1, 1, np.shape(v)) for k, v in base.items()} for _ in range(count)]
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+SLOW_IN_C = {"simplex_and_bounds"}
+"""Models whose C-backend reference takes the default suite 25 s to compile."""
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_IN_C else n
+                                  for n in sorted(ZOO)])
 def test_logdensity_and_gradient_match_pytensor_c_backend(name):
     model = ZOO[name]()
     graph = extract_model_graph(model)

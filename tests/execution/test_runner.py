@@ -14,12 +14,16 @@ from hiddenjax.execution.runner import (
     Runner,
     _Collector,
     DEFAULT_CHUNK,
+    TIMED_CHUNK,
+    TIMED_CHUNK_BYTES,
     VECTORIZE_SHARED_DATA,
     chain_keys,
     chunk_steps,
     chain_mesh,
+    next_call_steps,
     run_chains,
     runs_vectorized,
+    timed_chunk_steps,
 )
 
 
@@ -75,12 +79,14 @@ def _fns():
     return ChainFunctions(logdensity, lambda theta, data: (theta, theta.sum()), None)
 
 
-def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False, chain_method="auto"):
+def _run(chunk_size, chains=4, tune=30, draws=50, keep_warmup=False, chain_method="auto",
+         chunk_seconds=None, progress=None):
     positions = np.zeros((chains, 3))
-    plan = RunPlan(tune=tune, draws=draws, seed=5, chunk_size=chunk_size, keep_warmup=keep_warmup)
+    plan = RunPlan(tune=tune, draws=draws, seed=5, chunk_size=chunk_size, keep_warmup=keep_warmup,
+                   chunk_seconds=chunk_seconds)
     runner = Runner(partial(metropolis_program, tune=tune), _fns(), tune, chunk_size, chains,
                     chain_method=chain_method)
-    return run_chains(runner, (np.arange(3.0),), positions, plan)
+    return run_chains(runner, (np.arange(3.0),), positions, plan, progress=progress)
 
 
 def test_shapes_and_stats_chain_first():
@@ -106,6 +112,42 @@ def test_chunk_steps_fit_the_memory_budget():
     assert chunk_steps(2000, 1000, 4, budget=4000 * 37 + 1) == 37
     assert chunk_steps(2000, 1000, 4, budget=10) == 1  # one step always runs
     assert chunk_steps(2000, None, 4, budget=10) == DEFAULT_CHUNK  # sizes unknown
+
+
+def test_timed_chunks_hold_more_steps_while_their_draws_stay_small():
+    assert timed_chunk_steps(5000, 1000, 4, budget=1 << 30) == TIMED_CHUNK
+    assert timed_chunk_steps(900, 1000, 4, budget=1 << 30) == 900  # the whole run
+    big = TIMED_CHUNK_BYTES // (4 * 250)  # draws of 250 steps fill the timed bytes
+    assert timed_chunk_steps(5000, big, 4, budget=1 << 30) == 250
+    assert timed_chunk_steps(5000, 10 * big, 4, budget=1 << 30) == DEFAULT_CHUNK
+    assert timed_chunk_steps(5000, 1000, 4, budget=4000 * 37 + 1) == 37  # memory first
+
+
+def test_timed_calls_run_about_chunk_seconds_between_default_and_chunk_steps():
+    plan = RunPlan(tune=10, draws=10, seed=0, chunk_size=1500, keep_warmup=False,
+                   chunk_seconds=1.0)
+    assert next_call_steps(plan, 200, 0.1) == 1500  # fast: the whole chunk
+    assert next_call_steps(plan, 200, 0.4) == 500
+    assert next_call_steps(plan, 200, 8.0) == DEFAULT_CHUNK  # slow: never below the default
+    assert next_call_steps(plan._replace(chunk_size=50), 50, 8.0) == 50
+    assert next_call_steps(plan._replace(chunk_seconds=None), 200, 0.1) == 1500
+
+
+def test_timed_calls_of_varying_length_give_the_same_draws(monkeypatch):
+    import hiddenjax.execution.runner as runner
+
+    lengths = iter([3, 11, 1, 40, 7] + [5] * 100)
+    monkeypatch.setattr(runner, "next_call_steps", lambda plan, steps, seconds: next(lengths))
+    calls = []
+    timed = _run(chunk_size=40, chunk_seconds=1.0, keep_warmup=True,
+                 progress=lambda start, done, stats: calls.append((start, done)))
+    # The first call runs FIRST_TIMED_CALL steps (25), the next ones what the clock
+    # says (at most the chunk's 40 rows), the last one cut at the run's end (80 steps).
+    assert calls == [(0, 25), (25, 28), (28, 39), (39, 40), (40, 80)]
+    reference = _run(chunk_size=13, keep_warmup=True)
+    np.testing.assert_array_equal(reference.outputs[0], timed.outputs[0])
+    np.testing.assert_array_equal(reference.warmup_outputs[0], timed.warmup_outputs[0])
+    np.testing.assert_array_equal(reference.stats["step_size"], timed.stats["step_size"])
 
 
 @pytest.mark.parametrize("keep_warmup", [False, True])
