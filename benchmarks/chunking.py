@@ -9,6 +9,7 @@ Usage::
                                   [--memory-chunks 25 50 100]
                                   [--out docs/benchmarks] [--timeout SECONDS]
     python -m benchmarks.chunking --from-json docs/benchmarks/chunking.json   # re-render only
+    python -m benchmarks.chunking --in-process 9 [--models ...]   # loop times in one process
 
 **Time.** ``hj.sample`` runs a compiled chunk of steps, copies its draws to
 the host, and runs the next. Each model is sampled with the default chunk
@@ -29,6 +30,12 @@ returned posterior; and XLA's own account of the device buffers one call of
 the compiled chunk program uses.
 
 Results go to ``OUT/chunking.json`` and ``OUT/chunking.md``.
+
+**In one process** (``--in-process ROUNDS``): fresh processes differ by more
+than chunking costs on a noisy machine, so each model is also sampled in one
+process, every configuration compiled once, the configurations alternated
+``ROUNDS`` times; the first round is dropped and the median and best loop times
+of the rest are printed (nothing is written).
 """
 
 from __future__ import annotations
@@ -157,6 +164,30 @@ def measure_time(model_name: str, cfg: Config, draws_path: str | None = None) ->
     return {"wall_s": wall, "loop_s": clock.loop_s, "chunks": len(clock.chunks),
             "chunk_size": max(clock.chunks), "compile_s": float(attrs["compile_time"]),
             "sampling_s": float(attrs["sampling_time"])}
+
+
+def in_process(models: list[str], args: argparse.Namespace, rounds: int) -> list[str]:
+    """Median and best loop time of each chunking of each model, alternated in this process."""
+    from benchmarks.models import build
+
+    lines = ["| model | chunking | loop median (s) | over single | loop best (s) | over single |",
+             "|---|---|---|---|---|---|"]
+    for name in models:
+        model, loops = build(name), {c: [] for c in CHUNKINGS}
+        for round_ in range(rounds):
+            for chunking in CHUNKINGS:
+                size = chunk_size(chunking, args.draws, args.tune, args.small_chunk)
+                cfg = Config(args.draws, args.tune, args.chains, args.seed, size)
+                _, _, clock = _sample(model, cfg)
+                if round_:
+                    loops[chunking].append(clock.loop_s)
+        single_median, single_best = np.median(loops["single"]), min(loops["single"])
+        for chunking in CHUNKINGS:
+            median, best = np.median(loops[chunking]), min(loops[chunking])
+            lines.append(f"| {name} | {chunking} | {median:.3f} | {median / single_median - 1:+.1%} "
+                         f"| {best:.3f} | {best / single_best - 1:+.1%} |")
+        print("\n".join(lines[-len(CHUNKINGS):]), flush=True)
+    return lines
 
 
 def iid_normal(dim: int):
@@ -447,6 +478,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
     parser.add_argument("--from-json", help="only rewrite chunking.md next to this chunking.json")
+    parser.add_argument("--in-process", type=int, metavar="ROUNDS",
+                        help="only time the loops in this process, ROUNDS alternations")
     parser.add_argument("--worker", choices=("time", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--dim", type=int, help=argparse.SUPPRESS)
@@ -492,6 +525,11 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmarks.run import machine
 
     args = _parse(argv)
+    if args.in_process:
+        warnings.simplefilter("ignore")
+        logging.getLogger("hiddenjax").setLevel(logging.ERROR)
+        print("\n".join(in_process(args.models, args, args.in_process)))
+        return {}
     redrawn = worker_or_redraw(args, worker, markdown)
     if redrawn is not None:
         return redrawn

@@ -1,9 +1,10 @@
 """Chains over devices, run as one jitted chunk of steps at a time.
 
-Warmup and sampling share one compiled chunk function: each step runs the
-program's transition at its global index (the program adapts while the index
-is in warmup), as many steps as the call asks. Draws are copied to host memory after every chunk, so device memory is
-bounded by the chunk and an interrupt keeps every finished draw.
+Warmup and sampling share one compiled chunk function: a call runs the steps it
+is asked for, each the program's transition at its global index (the program
+adapts while the index is in warmup). Draws are copied to host memory after
+every call, so device memory is bounded by the chunk and an interrupt keeps
+every finished draw.
 """
 
 from __future__ import annotations
@@ -84,11 +85,10 @@ def next_call_steps(plan: RunPlan, steps: int, seconds: float) -> int:
     """
     if plan.chunk_seconds is None:
         return plan.chunk_size
-    shortest = min(DEFAULT_CHUNK, plan.chunk_size)
     if seconds <= 0:
         return plan.chunk_size
     fits = int(steps * plan.chunk_seconds / seconds)
-    return max(shortest, min(plan.chunk_size, fits))
+    return max(min(DEFAULT_CHUNK, plan.chunk_size), min(plan.chunk_size, fits))
 
 
 class RunPlan(NamedTuple):
