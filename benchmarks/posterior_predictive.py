@@ -72,7 +72,11 @@ def compare(label: str, model: pm.Model) -> None:
     from hiddenjax.workflow import sample_posterior_predictive
 
     idata = posterior(model)
-    kwargs = dict(model=model, progressbar=False, random_seed=3)
+    # The observed variables, named: without var_names, each pm.sample_posterior_predictive
+    # call (PyMC 5.28) appends them to model.observed_RVs again, so later calls of either
+    # library would draw them several times over.
+    kwargs = dict(model=model, progressbar=False, random_seed=3,
+                  var_names=[rv.name for rv in model.observed_RVs])
     pymc_first = timed(lambda: pm.sample_posterior_predictive(idata, **kwargs))
     pymc_warm = timed(lambda: pm.sample_posterior_predictive(idata, **kwargs), 3)
     hj_first = timed(lambda: sample_posterior_predictive(idata, **kwargs))

@@ -246,6 +246,21 @@ def test_extend_inferencedata_and_list_of_points():
     assert draws["y"].shape == (1, 3, 40)
 
 
+def test_each_observed_variable_is_drawn_once_after_pymcs_own_call(monkeypatch):
+    import hiddenjax.compile.forward as forward
+
+    model = regression(n=5)
+    idata = fake_posterior(model, draws=10)
+    for _ in range(2):  # each call appends y to model.observed_RVs once more (PyMC 5.28)
+        pm.sample_posterior_predictive(idata, model=model, random_seed=1, progressbar=False)
+    lowered, original = [], forward.cached_draw_function
+    monkeypatch.setattr(forward, "cached_draw_function",
+                        lambda m, graph: lowered.append(graph.output_names) or original(m, graph))
+    out = sample_posterior_predictive(idata, model=model, random_seed=0, progressbar=False)
+    assert lowered == [("y",)]
+    assert list(out.posterior_predictive.data_vars) == ["y"]
+
+
 def test_var_names_decide_what_is_redrawn(caplog):
     with pm.Model() as model:
         x, y = pm.Normal("x"), pm.Normal("y")
