@@ -643,8 +643,7 @@ class _Collector:
 
     def steps(self, lo: int, hi: int):
         """Steps ``lo`` to ``hi`` (all finished, ``lo >= first``), steps-first views."""
-        return jax.tree.map(lambda b: np.swapaxes(b[:, lo - self.first : hi - self.first], 0, 1),
-                            self.buffers)
+        return jax.tree.map(lambda b: np.swapaxes(b, 0, 1), self._chains_first(lo, hi, hi))
 
     def _chains_first(self, lo: int, hi: int, done: int):
         """Finished steps from ``lo`` up to ``hi``, chains-first views."""

@@ -117,11 +117,11 @@ def _shared_value_matches(var, constant_data: Mapping, constant_coords: set) -> 
     return np.array_equal(constant_data[var.name], var.get_value(borrow=True))
 
 
-def _volatile(outputs, vars_in_trace, basic_rvs, constant_data, constant_coords) -> set:
+def _volatile(outputs, vars_in_trace, basic_rvs, changed: frozenset) -> set:
     """Variables that must be recomputed or redrawn, by PyMC's forward-sampling rules.
 
-    Outputs, changed data, random variables absent from the trace, and
-    everything downstream of those are volatile.
+    Outputs, ``changed`` data (:func:`changed_data`), random variables absent
+    from the trace, and everything downstream of those are volatile.
     """
     fg = FunctionGraph(outputs=list(outputs), clone=False)
     nodes = general_toposort(fg.outputs, deps=lambda x: x.owner.inputs if x.owner else [])
@@ -130,11 +130,7 @@ def _volatile(outputs, vars_in_trace, basic_rvs, constant_data, constant_coords)
     for node in nodes:
         if (
             node in fg.outputs
-            or (
-                isinstance(node, SharedVariable)
-                and not isinstance(node, RandomGeneratorSharedVariable)
-                and not _shared_value_matches(node, constant_data, constant_coords)
-            )
+            or node in changed
             or (node in basic and node not in trace)
             or (node.owner and any(i in volatile for i in node.owner.inputs))
         ):
@@ -213,8 +209,8 @@ def forward_graph(
     outputs = [model[name] for name in var_names]
     traceable = {v.name for v in model.free_RVs + model.deterministics}
     vars_in_trace = [model[n] for n in trace_shapes if n in traceable]
-    volatile = _volatile(outputs, vars_in_trace, model.basic_RVs,
-                         dict(constant_data or {}), set(constant_coords))
+    changed = changed_data(model, var_names, constant_data, constant_coords)
+    volatile = _volatile(outputs, vars_in_trace, model.basic_RVs, changed)
     trace_vars = _trace_inputs(outputs, vars_in_trace, volatile)
     value_inputs = [
         pt.tensor(name=v.name, dtype=v.dtype, shape=tuple(trace_shapes[v.name])) for v in trace_vars
