@@ -279,7 +279,7 @@ def sample(
         which may also be given as keywords. Any other NUTS argument is refused.
     chunk_size : int, optional
         Steps per compiled call between host copies; every call runs this many.
-        By default calls are timed instead: the first runs 200 steps and the
+        By default calls are timed instead: the first runs 25 steps and the
         next ones as many as take about a second (at least 200), up to a chunk
         of 2,000 steps whose draws fit 64 MiB, or 200 steps, fewer when the chains'
         draws of that many steps would take more than a quarter of the device's

@@ -83,9 +83,7 @@ def next_call_steps(plan: RunPlan, steps: int, seconds: float) -> int:
     as take about ``chunk_seconds``, between ``DEFAULT_CHUNK`` (or the chunk's
     rows, if fewer) and the chunk's rows.
     """
-    if plan.chunk_seconds is None:
-        return plan.chunk_size
-    if seconds <= 0:
+    if plan.chunk_seconds is None or seconds <= 0:
         return plan.chunk_size
     fits = int(steps * plan.chunk_seconds / seconds)
     return max(min(DEFAULT_CHUNK, plan.chunk_size), min(plan.chunk_size, fits))
@@ -716,8 +714,8 @@ def run_chains(
         states = _resume(runner, states, chunk, collector, saved)
         done = saved.done
     total = plan.tune + plan.draws
-    steps = plan.chunk_size if plan.chunk_seconds is None else min(FIRST_TIMED_CALL,
-                                                                    plan.chunk_size)
+    first_call = FIRST_TIMED_CALL if plan.chunk_seconds is not None else plan.chunk_size
+    steps = min(first_call, plan.chunk_size)
     with StopRequest() as stop:
         try:
             while done < total and not stop.requested:
