@@ -60,3 +60,15 @@ def test_chunking_compares_draws_times_and_memory(tmp_path):
     row = results["memory"][0]
     assert row["posterior_mb"] > 0 and row["device_chunk_mb"] > 0
     assert "identical" in chunking.markdown(results)
+
+
+@pytest.mark.slow  # compiles three chunk programs
+def test_chunking_in_process_prints_each_chunking_against_the_single_loop(capsys):
+    args = chunking._parse(["--models", "eight_schools", "--draws", "10", "--tune", "10",
+                            "--chains", "2", "--small-chunk", "5"])
+    lines = chunking.in_process(["eight_schools"], args, rounds=2)
+    rows = [line.split(" | ") for line in lines[2:]]
+    assert [row[1] for row in rows] == list(chunking.CHUNKINGS)
+    single = next(row for row in rows if row[1] == "single")
+    assert single[3] == "+0.0%" and float(single[2]) > 0
+    assert capsys.readouterr().out.count("eight_schools") == len(chunking.CHUNKINGS)
