@@ -324,12 +324,12 @@ def _posterior_predictive_vars(model: Model, var_names, observed_data) -> list[s
             )
         chosen = [model[n] for n in var_names]
     else:
-        # dict.fromkeys: once each. pm.sample_posterior_predictive (5.28) appends the
-        # observed variables to model.observed_RVs again on every call without var_names.
-        chosen = list(dict.fromkeys(model.observed_RVs))
+        chosen = list(model.observed_RVs)
         if observed_data is not None:
             chosen += [model[n] for n in observed_data if n in model and model[n] not in chosen]
         chosen += observed_dependent_deterministics(model, chosen)
+    # Each name once: pm.sample_posterior_predictive (5.28) appends the observed
+    # variables to model.observed_RVs again on every call without var_names.
     names = [v.name for v in get_default_varnames(chosen, include_transformed=False)]
     return list(dict.fromkeys(names))
 
