@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hiddenjax.execution.devices import pool_safe_devices
+from hiddenjax.execution.devices import CPU_COMPILE_FLAGS, pool_safe_devices, with_compile_flags
 
 CPU = [SimpleNamespace(platform="cpu", id=i) for i in range(2)]
 GPU = [SimpleNamespace(platform="gpu", id=i) for i in range(2)]
@@ -53,3 +53,23 @@ def test_lapack_in_the_chunk_loop_does_not_hang():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "done 1000" in done.stdout
+
+
+def test_compile_flags_are_added_once_and_never_override_the_user():
+    assert with_compile_flags("") == " ".join(CPU_COMPILE_FLAGS)
+    assert with_compile_flags(with_compile_flags("--a=1")).split() == ["--a=1", *CPU_COMPILE_FLAGS]
+    own = "--xla_cpu_use_fusion_emitters=true"
+    assert with_compile_flags(own) == own
+
+
+def test_configure_sets_the_compile_flags_in_a_fresh_process():
+    code = textwrap.dedent("""
+        import os
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+        from hiddenjax.execution.devices import CPU_COMPILE_FLAGS, configure
+        configure()
+        import jax
+        print(len(jax.devices()), all(f in os.environ["XLA_FLAGS"] for f in CPU_COMPILE_FLAGS))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["3", "True"]
