@@ -18,6 +18,9 @@ interleaved. Per run it records:
 - ``xla_compile_s``: seconds inside XLA's compiler (every program of the run);
 - ``compile_s``: hiddenjax's ``compile_time`` (tracing, export and XLA);
 - ``loop_s``: from the chunk program being ready to the last draws on the host;
+- ``us_per_gradient``: ``loop_s`` over the gradients of every chain's warmup and
+  draws (``n_steps``): where the settings draw differently, their runs take
+  trees of other sizes, so the loop time alone does not compare them;
 - ``wall_s``: the whole ``hj.sample`` call;
 - a digest of the posterior draws, to say whether both settings drew the same.
 
@@ -92,10 +95,13 @@ def measure(model_name: str, draws: int, tune: int, chains: int, seed: int) -> d
     with XlaClock() as xla, LoopClock() as loop:
         started = time.perf_counter()
         idata = hj.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                          model=model, progressbar=False)
+                          model=model, progressbar=False, discard_tuned_samples=False)
         wall = time.perf_counter() - started
     ess = az.ess(idata, method="bulk").to_array()
+    gradients = sum(int(idata[group]["n_steps"].values.sum())
+                    for group in ("sample_stats", "warmup_sample_stats"))
     return {"status": "ok", "xla_compile_s": xla.seconds, "loop_s": loop.loop_s,
+            "us_per_gradient": loop.loop_s / gradients * 1e6,
             "compile_s": float(idata.sample_stats.attrs["compile_time"]), "wall_s": wall,
             "min_bulk_ess": float(ess.min()), "digest": draws_digest(idata)}
 
@@ -140,7 +146,8 @@ def summary(runs: list[dict]) -> list[dict]:
             ok = [r for r in runs if r["model"] == model_name and r["setting"] == setting
                   and r.get("status") == "ok"]
             row[setting] = {key: statistics.median(r[key] for r in ok) if ok else None
-                            for key in ("xla_compile_s", "compile_s", "loop_s", "wall_s")}
+                            for key in ("xla_compile_s", "compile_s", "loop_s", "us_per_gradient",
+                                        "wall_s")}
             row[f"{setting}_digests"] = sorted({r["digest"] for r in ok})
         row["same_draws"] = row["fusion_digests"] == row["elemental_digests"]
         rows.append(row)
@@ -164,13 +171,14 @@ def markdown(results: dict) -> str:
         "with empty caches; seconds are medians. Each cell: elemental (hiddenjax's setting) / "
         "fusion (XLA's default) (ratio).",
         "",
-        "| model | XLA compile (s) | hiddenjax compile_time (s) | loop (s) | hj.sample wall (s) "
-        "| same draws |",
-        "|---|---|---|---|---|---|",
+        "| model | XLA compile (s) | hiddenjax compile_time (s) | loop (s) | µs per gradient "
+        "| hj.sample wall (s) | same draws |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(f"| {row['model']} | {_ratio(row, 'xla_compile_s')} | "
                      f"{_ratio(row, 'compile_s')} | {_ratio(row, 'loop_s')} | "
+                     f"{_ratio(row, 'us_per_gradient')} | "
                      f"{_ratio(row, 'wall_s')} | {'yes' if row['same_draws'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
