@@ -56,8 +56,9 @@ CPU_COMPILE_FLAGS = ("--xla_cpu_use_fusion_emitters=false",)
 """XLA flags hiddenjax sets for compile time, each unless the user names it in XLA_FLAGS.
 
 XLA's older elemental emitters compile a NUTS chunk program about a third faster
-on CPU than its newer fusion emitters (eight schools: 2.8 against 4.3 s), with
-the same function accuracy and run time (docs/benchmarks/compile_time.md).
+on CPU than its newer fusion emitters, with the same accuracy of elementwise
+functions; ``python -m benchmarks.compile_flags`` measures both
+(docs/benchmarks/compile_flags.md).
 """
 
 
