@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m benchmarks.compile_flags [--models eight_schools arK radon_centered correlated_gaussian]
-                                       [--repeats 3] [--draws 1000 --tune 1000 --chains 4 --seed 1]
+    python -m benchmarks.compile_flags [--models eight_schools arK radon_centered
+                                                 correlated_gaussian] [--repeats 3]
+                                       [--draws 1000 --tune 1000 --chains 4 --seed 1]
                                        [--out docs/benchmarks] [--timeout SECONDS]
     python -m benchmarks.compile_flags --from-json docs/benchmarks/compile_flags.json
 

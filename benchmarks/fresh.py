@@ -1,4 +1,6 @@
-"""One measurement in a fresh Python process, shared by ``batched.py`` and ``chunking.py``.
+"""One measurement in a fresh Python process, shared by the benchmark scripts.
+
+Used by ``batched.py``, ``chunking.py`` and ``compile_flags.py``.
 
 The parent starts ``python -m MODULE --worker ... --result PATH``; the worker
 writes one JSON object to ``PATH``. A worker that fails, crashes or runs past

@@ -12,7 +12,8 @@ from benchmarks import compile_flags
 def test_summary_takes_medians_and_compares_digests():
     def run(setting, xla, digest):
         return {"model": "m", "setting": setting, "status": "ok", "xla_compile_s": xla,
-                "compile_s": xla + 1, "loop_s": 1.0, "us_per_gradient": 10.0, "wall_s": xla + 2, "digest": digest}
+                "compile_s": xla + 1, "loop_s": 1.0, "us_per_gradient": 10.0, "wall_s": xla + 2,
+                "digest": digest}
 
     runs = [run("fusion", 4.0, "a"), run("fusion", 6.0, "a"), run("elemental", 3.0, "a"),
             run("elemental", 2.0, "a"), {"model": "m", "setting": "elemental", "status": "error"}]
