@@ -511,7 +511,9 @@ def build_kernel(
         traj = build_trajectory(tree_key, start, directions, step_size, imm, max_depth)
         proposal = traj.proposal
         info = NUTSInfo(
-            acceptance_rate=jnp.exp(traj.stats.log_accept_sum) / traj.stats.n_steps,
+            # A mean of probabilities: summed in log space it can pass 1 by rounding.
+            acceptance_rate=jnp.minimum(jnp.exp(traj.stats.log_accept_sum) / traj.stats.n_steps,
+                                        1.0),
             diverging=traj.diverging,
             energy=proposal.energy,
             energy_error=proposal.energy - hamiltonian(start, imm),
