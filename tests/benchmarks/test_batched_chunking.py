@@ -38,6 +38,7 @@ def test_batched_methods_report_every_row_and_agree(tmp_path):
     assert "| hj.sample loop | 3 |" in text and "extrapolated" in text
 
 
+@pytest.mark.slow  # fresh processes: 19 s of the default suite
 def test_chunking_compares_draws_times_and_memory(tmp_path):
     cfg = chunking.Config(draws=20, tune=20, chains=1, seed=3, chunk_size=None)
     timing = []

@@ -10,13 +10,19 @@ from benchmarks import report, run
 from benchmarks.worker import CompileClock
 
 
-def test_tiny_run_writes_results_table_and_plots(tmp_path):
+@pytest.mark.parametrize("peers", [
+    [],
+    # A peer's fresh process adds about 20 s (PyMC's C compile): the default suite runs
+    # hiddenjax alone, the slow suite adds PyMC as a peer.
+    pytest.param(["pymc"], marks=pytest.mark.slow),
+], ids=["hiddenjax", "with_pymc"])
+def test_tiny_run_writes_results_table_and_plots(tmp_path, peers):
     out = tmp_path / "bench"
-    results = run.main(["--models", "eight_schools", "--samplers", "hiddenjax", "pymc",
+    results = run.main(["--models", "eight_schools", "--samplers", "hiddenjax", *peers,
                         "--draws", "50", "--tune", "50", "--chains", "2", "--out", str(out)])
 
     labels = [r["label"] for r in results["runs"]]
-    assert labels == ["floor", "hiddenjax (cold)", "hiddenjax (warm)", "pymc"]
+    assert labels == ["floor", "hiddenjax (cold)", "hiddenjax (warm)", *peers]
     failed = {r["label"]: r.get("error") for r in results["runs"] if r["status"] != "ok"}
     assert not failed
     for r in results["runs"][1:]:

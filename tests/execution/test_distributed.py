@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 ROOT = Path(__file__).parents[2]
@@ -46,6 +47,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # three fresh processes: 35 s of the default suite
 def test_two_processes_equal_one_process(tmp_path):
     script, out = tmp_path / "worker.py", tmp_path / "out.nc"
     script.write_text(WORKER)

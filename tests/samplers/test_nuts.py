@@ -1,5 +1,6 @@
 """NUTS: the tree against a recursive oracle, known answers, divergences, tree depth."""
 
+import functools
 import math
 
 import arviz as az
@@ -102,6 +103,29 @@ def _one_by_one(builder):
     return build
 
 
+N_ORACLE_TREES = 40
+"""Trees built per oracle case."""
+
+
+@functools.cache
+def _oracle_trees(case: int):
+    """Starts, directions and, per tree, the oracle's tree with Stan's extra checks
+    and without each of them. Shared by both ways of building, as it does not
+    depend on them (the recursion in Python is most of the test's time)."""
+    density, imm, eps, depth = ORACLE_CASES[case]
+    starts = _starts(density, imm, N_ORACLE_TREES, seed=case)
+    directions = np.random.default_rng(100 + case).choice([-1, 1], size=(N_ORACLE_TREES, depth))
+    leapfrog = _reference_leapfrog(density, imm)
+    trees = []
+    for i in range(N_ORACLE_TREES):
+        start = _point(starts, i)
+        trees.append(tuple(
+            ReferenceTree(leapfrog, imm, **flags).build(start, directions[i], eps, depth)
+            for flags in ({}, {"subtree_extra": False}, {"merge_extra": False})
+        ))
+    return starts, directions, trees
+
+
 @pytest.mark.parametrize("vectorized", [True, False], ids=["vectorized", "one_by_one"])
 def test_tree_matches_recursive_oracle(vectorized):
     """Same leapfrog steps and directions give the same tree as PyMC's recursion.
@@ -111,21 +135,17 @@ def test_tree_matches_recursive_oracle(vectorized):
     both kinds of Stan's extra U-turn checks. Trees are built vectorised and one
     at a time: the U-turn checkpoints are written differently in each.
     """
-    n = 40
+    n = N_ORACLE_TREES
     endings = {"turning": 0, "diverging": 0, "max depth": 0}
     subtree_extra_mattered = merge_extra_mattered = 0
     for case, (density, imm, eps, depth) in enumerate(ORACLE_CASES):
-        starts = _starts(density, imm, n, seed=case)
-        directions = np.random.default_rng(100 + case).choice([-1, 1], size=(n, depth))
+        starts, directions, trees = _oracle_trees(case)
         builder = _trajectory_builder(density, depth, 1000.0)
         build = (jax.vmap(builder, (0, 0, 0, None, None)) if vectorized
                  else _one_by_one(builder))
         keys = jax.random.split(jax.random.key(case), n)
         got = jax.jit(build)(keys, starts, jnp.asarray(directions), eps, jnp.asarray(imm))
-        leapfrog = _reference_leapfrog(density, imm)
-        for i in range(n):
-            start = _point(starts, i)
-            want = ReferenceTree(leapfrog, imm).build(start, directions[i], eps, depth)
+        for i, (want, no_subtree_extra, no_merge_extra) in enumerate(trees):
             assert int(got.stats.n_steps[i]) == want.n_steps
             assert int(got.depth[i]) == want.depth
             assert bool(got.diverging[i]) == want.diverging
@@ -137,12 +157,10 @@ def test_tree_matches_recursive_oracle(vectorized):
             )
             ending = "diverging" if want.diverging else "turning" if want.turning else "max depth"
             endings[ending] += 1
-            for flags in ({"subtree_extra": False}, {"merge_extra": False}):
-                other = ReferenceTree(leapfrog, imm, **flags)
-                other = other.build(start, directions[i], eps, depth)
-                if (other.n_steps, other.depth) != (want.n_steps, want.depth):
-                    subtree_extra_mattered += "subtree_extra" in flags
-                    merge_extra_mattered += "merge_extra" in flags
+            subtree_extra_mattered += ((no_subtree_extra.n_steps, no_subtree_extra.depth)
+                                       != (want.n_steps, want.depth))
+            merge_extra_mattered += ((no_merge_extra.n_steps, no_merge_extra.depth)
+                                     != (want.n_steps, want.depth))
     assert all(count > 0 for count in endings.values()), endings
     assert subtree_extra_mattered > 0 and merge_extra_mattered > 0
 
