@@ -344,6 +344,84 @@ def merge_powers_of_nonnegative(fgraph, node):
     return _same_type(new, node.outputs[0])
 
 
+def _quotient_factors(var, depth: int = 4) -> tuple[list, list]:
+    """``(numerator, denominator)``: factors whose product over product is ``var``.
+
+    Looks through ``mul``, ``true_div`` and ``reciprocal``, ``depth`` levels deep.
+    """
+    node = var.owner
+    if depth and node is not None and isinstance(node.op, Elemwise):
+        scalar_op = node.op.scalar_op
+        parts = None
+        if isinstance(scalar_op, ps.Mul):
+            parts = [(i, False) for i in node.inputs]
+        elif isinstance(scalar_op, ps.TrueDiv):
+            parts = [(node.inputs[0], False), (node.inputs[1], True)]
+        elif isinstance(scalar_op, ps.Reciprocal):
+            parts = [(node.inputs[0], True)]
+        if parts is not None:
+            numerator, denominator = [], []
+            for part, flipped in parts:
+                up, down = _quotient_factors(part, depth - 1)
+                numerator += down if flipped else up
+                denominator += up if flipped else down
+            return numerator, denominator
+    return [var], []
+
+
+def _exponent(var):
+    """``a`` if ``var`` is ``exp(a)``, or a broadcast of it (then ``a`` broadcast alike)."""
+    shuffle = None
+    if var.owner is not None and isinstance(var.owner.op, DimShuffle):
+        shuffle, var = var.owner.op, var.owner.inputs[0]
+    node = var.owner
+    if node is None or not isinstance(node.op, Elemwise) or not isinstance(node.op.scalar_op,
+                                                                            ps.Exp):
+        return None
+    a = node.inputs[0]
+    if not a.type.dtype.startswith("float"):
+        a = a.astype(var.type.dtype)  # exp of integers is a float
+    return shuffle(a) if shuffle is not None else a
+
+
+def _product(factors):
+    out = factors[0]
+    for f in factors[1:]:
+        out = out * f
+    return out
+
+
+@node_rewriter([Elemwise])
+def take_exp_factors_out_of_log(fgraph, node):
+    """``log(exp(a) * b / (c * exp(d)))`` becomes ``a - d + log(b / c)``.
+
+    An identity of the reals that saves a ``log`` per element where ``b`` and ``c``
+    are smaller than the result (broadcast parameters): PyMC's ``StudentT`` with
+    ``lam=exp(v)`` takes ``log(lam / (nu * pi))`` at every observation. Values agree
+    to rounding; where ``exp(a)`` would overflow or underflow the rewritten is the
+    accurate one. Where ``b / c`` is negative or 0, both are NaN or ``-inf``.
+    """
+    if not isinstance(node.op.scalar_op, ps.Log):
+        return None
+    numerator, denominator = _quotient_factors(node.inputs[0])
+    up = [_exponent(f) for f in numerator]
+    down = [_exponent(f) for f in denominator]
+    if all(e is None for e in up + down):
+        return None
+    terms = [e for e in up if e is not None] + [-e for e in down if e is not None]
+    rest_up = [f for f, e in zip(numerator, up) if e is None]
+    rest_down = [f for f, e in zip(denominator, down) if e is None]
+    if rest_up or rest_down:
+        rest = _product(rest_up) if rest_up else np.asarray(1.0, node.outputs[0].type.dtype)
+        if rest_down:
+            rest = rest / _product(rest_down)
+        terms.append(pt.log(rest))
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return _same_type(total, node.outputs[0])
+
+
 optdb.register(
     "hiddenjax_drop_abs_and_sign_of_nonnegative",
     # Before canonicalisation, on the graph as PyMC built it: a sign must go while
@@ -352,7 +430,8 @@ optdb.register(
     TAG,
     position=0.9,
 )
-for _rewrite in (drop_abs_of_nonnegative, drop_sign_beside_power, merge_powers_of_nonnegative):
+for _rewrite in (drop_abs_of_nonnegative, drop_sign_beside_power, merge_powers_of_nonnegative,
+                 take_exp_factors_out_of_log):
     # Inside canonicalisation too, so PyTensor's own rewrites tidy the results
     # (``x ** 1``, ``log`` of a power) and fusion sees none of the removed Ops.
     optdb["canonicalize"].register(f"hiddenjax_{_rewrite.__name__}", _rewrite, TAG)

@@ -270,3 +270,48 @@ def test_precision_model_matches_pymc():
     assert np.isneginf(value) and np.isneginf(logp_c(point))
     names = _scalar_ops([graph.logp], [graph.theta, *graph.data_inputs])
     assert "Sign" not in names and "Abs" not in names
+
+
+# Logs of products with exp factors.
+
+def _log_shapes(outputs, inputs):
+    """Static shapes of the outputs of compiled nodes that take a ``log`` (fused ones too)."""
+    fgraph = pytensor.function(inputs, outputs, mode="HIDDENJAX").maker.fgraph
+    dims = []
+    for node in fgraph.apply_nodes:
+        scalar_op = getattr(node.op, "scalar_op", None)
+        inner = (scalar_op.fgraph.apply_nodes if isinstance(scalar_op, ps.Composite)
+                 else [node] if scalar_op is not None else [])
+        dims += [node.outputs[0].type.shape for n in inner
+                 if isinstance(getattr(n.op, "scalar_op", n.op), ps.Log)]
+    return dims
+
+
+@pytest.mark.parametrize("build", [
+    lambda v, s: pt.log(pt.exp(-2.0 * v) / (s * np.pi)),  # StudentT(lam=exp(-2 v))
+    lambda v, s: pt.log(3.0 * pt.exp(v) * s),
+    lambda v, s: pt.log(s / pt.exp(v)),
+    lambda v, s: pt.log(pt.exp(v) / pt.exp(s)),  # s broadcast under the exp
+    lambda v, s: pt.log(pt.reciprocal(pt.exp(v) * s)),
+])
+def test_exp_factors_leave_the_log(build):
+    v, s = pt.vector("v", shape=(6,)), pt.scalar("s")
+    out = build(v, s)
+    assert "Exp" not in _scalar_ops([out], [v, s])
+    values = [_EXTREME, np.array(2.5)]
+    oracle.assert_matches_c([v, s], [out], values, rtol=1e-12, atol=1e-12)
+    oracle.assert_grad_matches_c([v, s], out.sum(), values, rtol=1e-12, atol=1e-12)
+
+
+def test_log_keeps_a_shared_exp_and_non_positive_factors():
+    v, s = pt.vector("v", shape=(6,)), pt.scalar("s")
+    lam = pt.exp(v)
+    out = pt.log(lam / s) + lam
+    assert _scalar_ops([out], [v, s]).count("Exp") == 1
+    assert _log_shapes([out], [v, s]) == [(1,)]  # log(1 / s), once; none over v
+    fn = pytensor.function([v, s], out, mode="HIDDENJAX")
+    v_values = np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    assert np.all(np.isnan(fn(v_values, -2.0)))  # log of a negative, rewritten or not
+    assert np.all(np.isneginf(pytensor.function([v, s], pt.log(pt.exp(v) * s),
+                                                mode="HIDDENJAX")(v_values, 0.0)))
+    oracle.assert_matches_c([v, s], [out], [v_values, np.array(0.7)], rtol=1e-12, atol=0)
