@@ -277,14 +277,14 @@ def test_precision_model_matches_pymc():
 def _log_shapes(outputs, inputs):
     """Static shapes of the outputs of compiled nodes that take a ``log`` (fused ones too)."""
     fgraph = pytensor.function(inputs, outputs, mode="HIDDENJAX").maker.fgraph
-    dims = []
+    shapes = []
     for node in fgraph.apply_nodes:
         scalar_op = getattr(node.op, "scalar_op", None)
         inner = (scalar_op.fgraph.apply_nodes if isinstance(scalar_op, ps.Composite)
                  else [node] if scalar_op is not None else [])
-        dims += [node.outputs[0].type.shape for n in inner
-                 if isinstance(getattr(n.op, "scalar_op", n.op), ps.Log)]
-    return dims
+        shapes += [node.outputs[0].type.shape for n in inner
+                   if isinstance(getattr(n.op, "scalar_op", n.op), ps.Log)]
+    return shapes
 
 
 @pytest.mark.parametrize("build", [
