@@ -19,6 +19,7 @@ from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.basic import Alloc, get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
+from pytensor.tensor.rewriting.math import local_mul_canonizer
 from pytensor.tensor.shape import Reshape, SpecifyShape
 from pytensor.tensor.slinalg import SolveTriangular
 from pytensor.tensor.subtensor import AdvancedIncSubtensor, AdvancedSubtensor, Subtensor
@@ -344,31 +345,6 @@ def merge_powers_of_nonnegative(fgraph, node):
     return _same_type(new, node.outputs[0])
 
 
-def _quotient_factors(var, depth: int = 4) -> tuple[list, list]:
-    """``(numerator, denominator)``: factors whose product over product is ``var``.
-
-    Looks through ``mul``, ``true_div`` and ``reciprocal``, ``depth`` levels deep.
-    """
-    node = var.owner
-    if depth and node is not None and isinstance(node.op, Elemwise):
-        scalar_op = node.op.scalar_op
-        parts = None
-        if isinstance(scalar_op, ps.Mul):
-            parts = [(i, False) for i in node.inputs]
-        elif isinstance(scalar_op, ps.TrueDiv):
-            parts = [(node.inputs[0], False), (node.inputs[1], True)]
-        elif isinstance(scalar_op, ps.Reciprocal):
-            parts = [(node.inputs[0], True)]
-        if parts is not None:
-            numerator, denominator = [], []
-            for part, flipped in parts:
-                up, down = _quotient_factors(part, depth - 1)
-                numerator += down if flipped else up
-                denominator += up if flipped else down
-            return numerator, denominator
-    return [var], []
-
-
 def _exponent(var):
     """``a`` if ``var`` is ``exp(a)``, or a broadcast of it (then ``a`` broadcast alike)."""
     shuffle = None
@@ -403,7 +379,9 @@ def take_exp_factors_out_of_log(fgraph, node):
     """
     if not isinstance(node.op.scalar_op, ps.Log):
         return None
-    numerator, denominator = _quotient_factors(node.inputs[0])
+    # PyTensor's own split of a product of quotients (through mul, true_div, reciprocal
+    # and broadcasts), as its canonicalisation of products uses it.
+    numerator, denominator = local_mul_canonizer.get_num_denum(node.inputs[0])
     up = [_exponent(f) for f in numerator]
     down = [_exponent(f) for f in denominator]
     if all(e is None for e in up + down):
