@@ -176,7 +176,10 @@ def _steps_into_rows(step, state, start, stop, rows: int):
 
     A ``while_loop`` rather than a ``scan``: a call runs as many steps as its
     ``stop`` asks, so one compiled chunk serves calls of every length up to ``rows``.
+    The step is wrapped in ``jax.jit`` so that the shape probe and the loop body
+    share one trace of it: tracing a NUTS step takes a good part of a second.
     """
+    step = jax.jit(step)
     shapes = jax.eval_shape(lambda s: step(s, start)[1], state)
     buffers = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape), x.dtype), shapes)
 
