@@ -38,7 +38,13 @@ from hiddenjax.samplers.step_size import (
     dual_averaging,
     initial_step_size,
 )
-from hiddenjax.samplers.warmup import WarmupSchedule, build_schedule, in_window, is_window_end
+from hiddenjax.samplers.warmup import (
+    WarmupSchedule,
+    build_schedule,
+    in_window,
+    is_window_end,
+    nuts_schedule,
+)
 
 __all__ = [
     "ADAPTATIONS",
@@ -70,6 +76,7 @@ __all__ = [
     "low_rank",
     "new_integrator_state",
     "nuts_init",
+    "nuts_schedule",
     "regularize_variance",
     "sample_momentum",
     "velocity",

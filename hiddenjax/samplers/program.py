@@ -42,7 +42,7 @@ from hiddenjax.samplers import nuts
 from hiddenjax.samplers.mass_matrix import ADAPTATIONS
 from hiddenjax.samplers.metrics import Metric
 from hiddenjax.samplers.step_size import DualAveragingState, dual_averaging, initial_step_size
-from hiddenjax.samplers.warmup import WarmupSchedule, build_schedule, in_window, is_window_end
+from hiddenjax.samplers.warmup import WarmupSchedule, in_window, is_window_end, nuts_schedule
 
 __all__ = ["ChainState", "NUTSProgram", "StepInfo", "build_nuts_program"]
 
@@ -204,7 +204,7 @@ def build_nuts_program(
     """
     _check_program_args(num_tune, target_accept, adaptation, early_max_treedepth, step_scale)
     kernel = nuts.build_kernel(logdensity_fn, max_treedepth, max_energy_error)
-    schedule = build_schedule(num_tune)
+    schedule = nuts_schedule(num_tune)
     step_adapt = dual_averaging(target_accept)
     early_depth = min(early_max_treedepth, max_treedepth)
 

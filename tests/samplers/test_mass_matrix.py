@@ -19,7 +19,7 @@ from hiddenjax.samplers.mass_matrix import (
     welford_covariance,
     welford_variance,
 )
-from hiddenjax.samplers.warmup import build_schedule
+from hiddenjax.samplers.warmup import nuts_schedule
 from tests.samplers.drivers import run_program
 
 
@@ -333,7 +333,7 @@ def test_low_rank_through_the_warmup_program():
     program = build_nuts_program(logdensity, num_tune, adaptation="low_rank")
     starts = np.random.default_rng(7).normal(size=(2, n_dim))
     run = run_program(program, jax.random.key(9), starts, num_tune, 50)
-    start, end = build_schedule(num_tune).windows[-1]
+    start, end = nuts_schedule(num_tune).windows[-1]
     last_window = end - start
     for chain in range(2):
         metric = jax.tree.map(lambda a, c=chain: a[c], run.final.metric)

@@ -1,4 +1,4 @@
-"""Stan's warmup schedule and the NUTS program that follows it."""
+"""Stan's warmup schedule, hiddenjax's earlier-starting one, and the NUTS program that follows it."""
 
 import math
 
@@ -9,7 +9,7 @@ import pytest
 
 from hiddenjax.samplers import StepInfo, build_nuts_program
 from hiddenjax.samplers.mass_matrix import regularize_variance
-from hiddenjax.samplers.warmup import build_schedule, in_window, is_window_end
+from hiddenjax.samplers.warmup import build_schedule, in_window, is_window_end, nuts_schedule
 from tests.samplers.drivers import run_program
 
 # --- the schedule -------------------------------------------------------------
@@ -100,6 +100,27 @@ def test_schedule_refuses_bad_arguments(kwargs, match):
         build_schedule(**kwargs)
 
 
+def test_nuts_schedule_adds_windows_inside_stans_initial_buffer():
+    schedule = nuts_schedule(1000)
+    assert (schedule.init_buffer, schedule.term_buffer) == (15, 50)
+    assert schedule.windows == ((15, 25), (25, 75), (75, 100), (100, 150), (150, 250),
+                                (250, 450), (450, 950))
+
+
+def test_nuts_schedule_keeps_every_stan_window():
+    for num_tune in range(0, 1300):
+        schedule, stan = nuts_schedule(num_tune), build_schedule(num_tune)
+        assert schedule.windows[len(schedule.windows) - len(stan.windows):] == stan.windows
+        assert schedule.term_buffer == stan.term_buffer
+        if stan.init_buffer < 25:  # no room for a first window before Stan's
+            assert schedule == stan, num_tune
+            continue
+        starts = [start for start, _ in schedule.windows]
+        ends = [end for _, end in schedule.windows]
+        assert starts[0] == schedule.init_buffer == 15 and ends[0] == 25
+        assert starts[1:] == ends[:-1], num_tune
+
+
 # --- the program ----------------------------------------------------------------
 
 SCALES = np.array([0.1, 1.0, 10.0])
@@ -109,9 +130,18 @@ def _gaussian(x):
     return -0.5 * jnp.sum((x / SCALES) ** 2)
 
 
+TUNE = 200
+SCHEDULE = nuts_schedule(TUNE)
+"""Windows ``[15, 25)``, ``[25, 75)``, ``[75, 100)`` and ``[100, 150)``."""
+ENDS = [end - 1 for _, end in SCHEDULE.windows]
+"""Last steps of the windows: the metric changes there."""
+RESTARTS = ENDS[:-1]
+"""Window ends where dual averaging restarts (all but the last)."""
+
+
 @pytest.fixture(scope="module")
 def warmup_run():
-    program = build_nuts_program(_gaussian, 200)
+    program = build_nuts_program(_gaussian, TUNE)
     starts = np.random.default_rng(5).normal(size=(2, 3))
     return run_program(program, jax.random.key(8), starts, 200, 20)
 
@@ -121,8 +151,8 @@ def test_mass_matrix_set_at_window_ends_from_the_window_draws(warmup_run):
     imm = np.asarray(warmup_run.warmup_states.metric.diagonal)
     previous = np.concatenate([np.ones_like(imm[:1]), imm[:-1]])
     changed = np.nonzero(np.any(imm != previous, axis=(1, 2)))[0]
-    np.testing.assert_array_equal(changed, [99, 149])
-    for start, end in build_schedule(200).windows:
+    np.testing.assert_array_equal(changed, ENDS)
+    for start, end in SCHEDULE.windows:
         want = regularize_variance(positions[start:end].var(axis=0, ddof=1), end - start)
         np.testing.assert_allclose(imm[end - 1], want, rtol=1e-12)
     np.testing.assert_array_equal(warmup_run.final.metric.diagonal, imm[-1])
@@ -131,20 +161,24 @@ def test_mass_matrix_set_at_window_ends_from_the_window_draws(warmup_run):
 def test_window_ends_reset_welford_and_restart_dual_averaging_but_the_last(warmup_run):
     states = warmup_run.warmup_states
     count = np.asarray(states.mass_matrix_adaptation.count)[:, 0]
-    np.testing.assert_array_equal(count[:75], 0)
-    np.testing.assert_array_equal(count[75:99], np.arange(1, 25))
-    np.testing.assert_array_equal(count[[99, 149]], 0)
-    np.testing.assert_array_equal(count[100:149], np.arange(1, 50))
-    np.testing.assert_array_equal(count[150:], 0)
+    np.testing.assert_array_equal(count[:SCHEDULE.init_buffer], 0)
+    for start, end in SCHEDULE.windows:
+        np.testing.assert_array_equal(count[start:end - 1], np.arange(1, end - start))
+    np.testing.assert_array_equal(count[ENDS], 0)
+    np.testing.assert_array_equal(count[ENDS[-1]:], 0)
     da = states.step_size_adaptation
     da_count = np.asarray(da.count)[:, 0]
-    np.testing.assert_array_equal(da_count[:99], np.arange(1, 100))
-    np.testing.assert_array_equal(da_count[99], 0)
+    begun = 0
+    for end in RESTARTS:
+        np.testing.assert_array_equal(da_count[begun:end], np.arange(1, end - begun + 1))
+        np.testing.assert_array_equal(da_count[end], 0)
+        np.testing.assert_allclose(da.mu[end], math.log(10) + np.asarray(da.log_step_size[end]))
+        begun = end + 1
     # The last window ends at step 149: dual averaging goes on through the terminal buffer.
-    np.testing.assert_array_equal(da_count[100:], np.arange(1, 101))
-    np.testing.assert_allclose(da.mu[99], math.log(10) + np.asarray(da.log_step_size[99]))
-    np.testing.assert_array_equal(da.mu[100:], np.broadcast_to(da.mu[99], da.mu[100:].shape))
-    for end in (99, 149):
+    np.testing.assert_array_equal(da_count[begun:], np.arange(1, TUNE - begun + 1))
+    np.testing.assert_array_equal(da.mu[begun:], np.broadcast_to(da.mu[RESTARTS[-1]],
+                                                                 da.mu[begun:].shape))
+    for end in ENDS:
         np.testing.assert_allclose(states.step_size[end], np.exp(da.log_step_size[end]))
 
 
@@ -155,7 +189,7 @@ def test_step_sizes_used_and_reported(warmup_run):
     np.testing.assert_array_equal(info.step_size[1:], states.step_size[:-1])
     # step_size_bar is the averaged step size after this step's update (before a restart).
     avg = np.exp(np.asarray(states.step_size_adaptation.log_step_size_avg))
-    not_end = np.setdiff1d(np.arange(200), [99])
+    not_end = np.setdiff1d(np.arange(TUNE), RESTARTS)
     np.testing.assert_allclose(info.step_size_bar[not_end], avg[not_end], rtol=1e-14)
     # After the last warmup step, sampling uses the averaged step size.
     final = warmup_run.final.step_size
