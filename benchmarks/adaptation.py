@@ -19,10 +19,8 @@ defaults. The JSON is rewritten after every run and the markdown table
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -131,7 +129,7 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import platform
 
-    from benchmarks.fresh import run_fresh, worker_or_redraw
+    from benchmarks.fresh import run_per_seed, worker_or_redraw
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
@@ -155,18 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                     time.gmtime()),
                           "machine": f"{platform.machine()}, {platform.system()}"},
                "runs": []}
-    logs = Path(tempfile.mkdtemp(prefix="hj-adaptation-"))
-    print(f"worker logs: {logs}", file=sys.stderr)
-    for model in args.models:
-        for variant in args.variants:
-            for seed in args.seeds:
-                path = logs / f"{model}-{variant}-{seed}.json"
-                argv_ = ["--worker", "--model", model, "--variant", variant, "--seed", str(seed)]
-                run = run_fresh("benchmarks.adaptation", argv_, path, {}, args.timeout)
-                results["runs"].append({"model": model, "variant": variant, "seed": seed, **run})
-                shown = run.get("ess_per_1000_grads") or run.get("error")
-                print(f"{model:22s} {variant:16s} seed {seed}: {shown}", file=sys.stderr)
-                out.write_text(json.dumps(results, indent=1))
+    run_per_seed("benchmarks.adaptation", "variant", args.models, args.variants, args.seeds,
+                 results, out, args.timeout)
     out.with_suffix(".md").write_text(markdown(results))
     return 0
 

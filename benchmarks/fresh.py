@@ -1,6 +1,7 @@
 """One measurement in a fresh Python process, shared by the benchmark scripts.
 
-Used by ``batched.py``, ``chunking.py`` and ``compile_flags.py``.
+Used by ``adaptation.py``, ``batched.py``, ``chunking.py``, ``compile_flags.py`` and
+``warmup_schedule.py``.
 
 The parent starts ``python -m MODULE --worker ... --result PATH``; the worker
 writes one JSON object to ``PATH``. A worker that fails, crashes or runs past
@@ -15,6 +16,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -86,3 +88,26 @@ def worker_or_redraw(args, worker, markdown) -> dict | None:
         Path(args.from_json).with_suffix(".md").write_text(markdown(results))
         return results
     return None
+
+
+def run_per_seed(module: str, axis: str, models, values, seeds, results: dict, out: Path,
+                 timeout: float, fresh_cache: bool = False) -> None:
+    """Run ``module``'s worker once per (model, value of ``--axis``, seed), in that order.
+
+    Each result is appended to ``results["runs"]`` and ``results`` is rewritten
+    to ``out`` after every run, so an interrupted grid keeps what it measured.
+    ``fresh_cache`` gives every run its own empty hiddenjax program cache.
+    """
+    logs = Path(tempfile.mkdtemp(prefix=f"hj-{module.rsplit('.', 1)[-1]}-"))
+    print(f"worker logs: {logs}", file=sys.stderr)
+    for model in models:
+        for value in values:
+            for seed in seeds:
+                path = logs / f"{model}-{value}-{seed}.json"
+                argv = ["--worker", "--model", model, f"--{axis}", value, "--seed", str(seed)]
+                env = {"HIDDENJAX_CACHE_DIR": tempfile.mkdtemp(dir=logs)} if fresh_cache else {}
+                run = run_fresh(module, argv, path, env, timeout)
+                results["runs"].append({"model": model, axis: value, "seed": seed, **run})
+                shown = run.get("ess_per_1000_grads") or run.get("error")
+                print(f"{model:22s} {value:16s} seed {seed}: {shown}", file=sys.stderr)
+                out.write_text(json.dumps(results, indent=1))

@@ -21,10 +21,8 @@ wall time. Results go to ``OUT`` and the table to ``OUT`` with ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -113,7 +111,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.fresh import run_fresh, worker_or_redraw
+    from benchmarks.fresh import run_per_seed, worker_or_redraw
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
@@ -134,22 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"config": {"seeds": args.seeds,
                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
                "runs": []}
-    logs = Path(tempfile.mkdtemp(prefix="hj-warmup-schedule-"))
-    print(f"worker logs: {logs}", file=sys.stderr)
-    for model in args.models:
-        for schedule in SCHEDULES:
-            for seed in args.seeds:
-                path = logs / f"{model}-{schedule}-{seed}.json"
-                argv_ = ["--worker", "--model", model, "--schedule", schedule,
-                         "--seed", str(seed)]
-                # An empty program cache each: the schedule is not part of its key.
-                env = {"HIDDENJAX_CACHE_DIR": tempfile.mkdtemp(dir=logs)}
-                run = run_fresh("benchmarks.warmup_schedule", argv_, path, env, args.timeout)
-                results["runs"].append({"model": model, "schedule": schedule, "seed": seed,
-                                        **run})
-                shown = run.get("ess_per_1000_grads") or run.get("error")
-                print(f"{model:22s} {schedule:10s} seed {seed}: {shown}", file=sys.stderr)
-                out.write_text(json.dumps(results, indent=1))
+    # An empty program cache for every run: the schedule is not part of its key.
+    run_per_seed("benchmarks.warmup_schedule", "schedule", args.models, SCHEDULES, args.seeds,
+                 results, out, args.timeout, fresh_cache=True)
     out.with_suffix(".md").write_text(markdown(results))
     return 0
 
