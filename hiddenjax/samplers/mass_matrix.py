@@ -321,8 +321,6 @@ def _geometric_mean_eigh(a: Array, b: Array):
     copy of the Jacobi iteration rather than three: each copy costs XLA
     compile time, while a window end comes only a handful of times per run.
     """
-    n = a.shape[0]
-
     def turn(k, carry):
         left, middle, inv_root, _, _ = carry
         values, vectors = _safe_eigh(jnp.where(k == 0, b, left @ middle @ left))

@@ -19,8 +19,9 @@ NUTS in hiddenjax uses ``nuts_schedule``: Stan's windows, and more windows
 inside Stan's initial buffer, from step 15 on (``[15, 25)``, ``[25, 75)``,
 then Stan's ``[75, 100)`` ... ``[450, 950)`` for 1000 steps). Until the first
 window ends, the chains move with the starting metric and a step size
-adapted to it, and their trajectories are long: on the benchmark models they
-took 70 to 120 gradients per step there, against 7 to 15 after. Ending the
+adapted to it, and their trajectories are long: on the benchmark's radon
+model they took 70 to 120 gradients per step there (its logistic regression
+25 to 30), against 7 to 15 after. Ending the
 first window at step 25 instead of 100 saves most of them
 (docs/benchmarks/warmup_schedule.md). Stan's windows, the last one above all,
 are kept as they are, so the metric the draws use comes from the same steps
