@@ -80,13 +80,15 @@ def _off_diagonal(a: Array) -> Array:
     return jnp.sum(jnp.where(jnp.eye(a.shape[0], dtype=bool), 0.0, a) ** 2)
 
 
-def _jacobi_eigh(matrix: Array) -> tuple[Array, Array]:
+def _jacobi_eigh(matrix: Array, tolerance: float | None) -> tuple[Array, Array]:
     n = matrix.shape[-1]
     m = max(2, n + n % 2)  # an odd side gets a decoupled padding index, never rotated into the rest
     a = jnp.zeros((m, m), matrix.dtype).at[:n, :n].set(0.5 * (matrix + matrix.T))
     pad = jnp.arange(m) >= n
     # Rounding leaves about eps * |A| in every entry, so n**2 of them sum to (n eps |A|)**2.
-    tolerance = (m * jnp.finfo(matrix.dtype).eps * jnp.sqrt(jnp.sum(a * a))) ** 2
+    if tolerance is None:
+        tolerance = m * float(jnp.finfo(matrix.dtype).eps)
+    tolerance = (tolerance * jnp.sqrt(jnp.sum(a * a))) ** 2
 
     def sweep(state):
         a, v, pad, count = state
@@ -158,13 +160,18 @@ def _lapack_qr(matrix: Array):
     return q, r
 
 
-def eigh(matrix: Array) -> tuple[Array, Array]:
+def eigh(matrix: Array, tolerance: float | None = None) -> tuple[Array, Array]:
     """Eigenvalues (ascending) and eigenvectors of a symmetric matrix.
 
     Parameters
     ----------
     matrix : Array
         Symmetric, shape ``(n, n)``; it is symmetrised before use.
+    tolerance : float, optional
+        Plain-JAX sizes only: Jacobi stops once the off-diagonal entries'
+        norm is below ``tolerance * |A|`` (Frobenius), which bounds every
+        eigenvalue's error by as much (Weyl). The default, ``n * eps``, is
+        rounding level; LAPACK sizes are always exact to rounding.
 
     Returns
     -------
@@ -172,7 +179,7 @@ def eigh(matrix: Array) -> tuple[Array, Array]:
         ``(values, vectors)`` as ``jnp.linalg.eigh``.
     """
     if matrix.shape[-1] <= JACOBI_MAX:
-        return _jacobi_eigh(matrix)
+        return _jacobi_eigh(matrix, tolerance)
     return _lapack_eigh(0.5 * (matrix + matrix.T))
 
 

@@ -2,8 +2,15 @@
 
 Every scheme is a ``MassMatrixAdaptation``: ``start`` gives the metric to
 begin with, ``init`` an empty estimator, ``update`` feeds it one warmup draw
-(position and log-density gradient), ``final`` turns it into a ``Metric``.
-All accumulators are float64 whatever the position's dtype.
+(position and log-density gradient), ``restart`` empties it for the next
+window, ``final`` turns it into a ``Metric``. All accumulators are float64
+whatever the position's dtype.
+
+``update`` takes an ``active`` flag and ``restart`` reuses the state's arrays,
+so the sampler runs both at every step, with no conditional around them: an
+XLA conditional that returns a buffer it was handed copies it whole, which
+for a low-rank window's buffer of draws and gradients (hundreds of rows)
+meant four whole copies at every warmup step.
 
 * ``welford_variance`` (``"diag"``): Stan's diagonal, the variance of the
   window's draws shrunk towards ``1e-3``: ``var n/(n+5) + 1e-3 * 5/(n+5)``.
@@ -26,6 +33,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import Array, lax
 from jax.typing import ArrayLike
@@ -43,6 +51,7 @@ __all__ = [
     "gradient_variance",
     "low_rank",
     "regularize_variance",
+    "tree_where",
     "welford_covariance",
     "welford_variance",
 ]
@@ -90,9 +99,12 @@ class MassMatrixAdaptation(NamedTuple):
     start: Callable
     """``start(position, gradient) -> Metric`` to use before any window ends."""
     init: Callable
-    """``init(n_dim) -> state``, empty (also restarts a window)."""
+    """``init(n_dim) -> state``, empty."""
     update: Callable
-    """``update(state, position, gradient) -> state``."""
+    """``update(state, position, gradient, active=True) -> state``; the state unchanged
+    where the (traced) ``active`` is False."""
+    restart: Callable
+    """``restart(state) -> state``: the window emptied, its arrays reused where they can be."""
     final: Callable
     """``final(state) -> Metric``; needs ``state.count >= 2`` (callers keep their metric otherwise)."""
 
@@ -133,6 +145,16 @@ def _welford_update(state: WelfordState, x: ArrayLike) -> WelfordState:
     return WelfordState(mean, state.m2 + delta * (x - mean), count)
 
 
+def tree_where(pred: ArrayLike, on_true, on_false):
+    """Leafwise ``jnp.where`` over two pytrees of the same structure."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def _restart_by_init(state) -> NamedTuple:
+    """An empty state shaped as ``state``: every accumulator zero."""
+    return jax.tree.map(jnp.zeros_like, state)
+
+
 def _sample_variance(state: WelfordState) -> Array:
     """Unbiased variance; NaN below two draws."""
     enough = state.count >= 2.0
@@ -170,13 +192,13 @@ def welford_variance() -> MassMatrixAdaptation:
     def start(position, gradient) -> Metric:
         return diagonal_metric(jnp.ones(jnp.shape(position), jnp.float64))
 
-    def update(state: WelfordState, position, gradient) -> WelfordState:
-        return _welford_update(state, position)
+    def update(state: WelfordState, position, gradient, active=True) -> WelfordState:
+        return tree_where(active, _welford_update(state, position), state)
 
     def final(state: WelfordState) -> Metric:
         return diagonal_metric(regularize_variance(_sample_variance(state), state.count))
 
-    return MassMatrixAdaptation(start, _welford_init, update, final)
+    return MassMatrixAdaptation(start, _welford_init, update, _restart_by_init, final)
 
 
 def welford_covariance() -> MassMatrixAdaptation:
@@ -199,12 +221,14 @@ def welford_covariance() -> MassMatrixAdaptation:
         return WelfordCovarianceState(zeros, jnp.zeros((n_dim, n_dim), jnp.float64),
                                       jnp.zeros((), jnp.float64))
 
-    def update(state: WelfordCovarianceState, position, gradient) -> WelfordCovarianceState:
+    def update(state: WelfordCovarianceState, position, gradient,
+               active=True) -> WelfordCovarianceState:
         x = _f64(position)
         count = state.count + 1.0
         delta = x - state.mean
         mean = state.mean + delta / count
-        return WelfordCovarianceState(mean, state.m2 + jnp.outer(x - mean, delta), count)
+        fed = WelfordCovarianceState(mean, state.m2 + jnp.outer(x - mean, delta), count)
+        return tree_where(active, fed, state)
 
     def final(state: WelfordCovarianceState) -> Metric:
         n = state.count
@@ -213,7 +237,7 @@ def welford_covariance() -> MassMatrixAdaptation:
         # Symmetrise what rounding left, so the eigendecomposition is exact.
         return dense_metric(0.5 * (shrunk + shrunk.T))
 
-    return MassMatrixAdaptation(start, init, update, final)
+    return MassMatrixAdaptation(start, init, update, _restart_by_init, final)
 
 
 def _population_variance(state: WelfordState) -> Array:
@@ -242,17 +266,18 @@ def gradient_variance() -> MassMatrixAdaptation:
         return GradientVarianceState(_welford_init(n_dim), _welford_init(n_dim),
                                      jnp.zeros((), jnp.float64))
 
-    def update(state: GradientVarianceState, position, gradient) -> GradientVarianceState:
-        return GradientVarianceState(
+    def update(state: GradientVarianceState, position, gradient,
+               active=True) -> GradientVarianceState:
+        return tree_where(active, GradientVarianceState(
             _welford_update(state.draws, position),
             _welford_update(state.gradients, gradient),
             state.count + 1.0,
-        )
+        ), state)
 
     def final(state: GradientVarianceState) -> Metric:
         return diagonal_metric(_gradient_diagonal(state))
 
-    return MassMatrixAdaptation(_gradient_start(0), init, update, final)
+    return MassMatrixAdaptation(_gradient_start(0), init, update, _restart_by_init, final)
 
 
 # nutpie's low-rank settings (nuts-rs ``LowRankSettings`` as nutpie 0.16 sets them).
@@ -265,6 +290,17 @@ LOW_RANK_MAX_RANK = 10
 # gradients), but never fewer than ``LOW_RANK_MIN_ROWS`` draws.
 LOW_RANK_BUFFER_ELEMENTS = 2**21
 LOW_RANK_MIN_ROWS = 20
+# Jacobi stops once the off-diagonal norm is below this fraction of the
+# matrix's (Frobenius) norm, which bounds each eigenvalue's error by as much
+# (Weyl). At rounding level (~n eps) a window with fewer draws than
+# dimensions took 14 to 22 sweeps: its ridge-level eigenvalues form a cluster
+# whose coupling only halves with each sweep once below 1e-10. 1e-10 takes 6
+# to 9 sweeps; the estimate itself, from a window of at most a few hundred
+# draws, carries errors of several percent. The window-end decompositions
+# are most of a low-rank warmup's cost on mid-sized models (radon, 89
+# dimensions: about half of a 3.2 s sampling loop, measured by swapping them
+# out).
+EIGH_TOLERANCE = 1e-10
 
 
 class LowRankState(NamedTuple):
@@ -305,7 +341,7 @@ def _safe_eigh(matrix: Array):
     """
     finite = jnp.all(jnp.isfinite(matrix))
     matrix = jnp.where(finite, 0.5 * (matrix + matrix.T), jnp.eye(matrix.shape[0]))
-    values, vectors = linalg.eigh(matrix)
+    values, vectors = linalg.eigh(matrix, EIGH_TOLERANCE)
     return jnp.where(finite, values, jnp.nan), vectors
 
 
@@ -442,13 +478,25 @@ def low_rank(
         zeros = jnp.zeros((rows, n), jnp.float64)
         return LowRankState(moments.init(n), zeros, zeros)
 
-    def update(state: LowRankState, position, gradient) -> LowRankState:
+    def update(state: LowRankState, position, gradient, active=True) -> LowRankState:
+        # One row rewritten in place (with itself when inactive): a select over
+        # the whole buffer would read and write all of it at every step.
         row = (state.count % rows).astype(jnp.int32)
+
+        def write(buffer, x):
+            x = jnp.where(active, _f64(x), lax.dynamic_index_in_dim(buffer, row, 0, False))
+            return lax.dynamic_update_index_in_dim(buffer, x, row, 0)
+
         return LowRankState(
-            moments=moments.update(state.moments, position, gradient),
-            draws=state.draws.at[row].set(_f64(position)),
-            gradients=state.gradients.at[row].set(_f64(gradient)),
+            moments=moments.update(state.moments, position, gradient, active),
+            draws=write(state.draws, position),
+            gradients=write(state.gradients, gradient),
         )
+
+    def restart(state: LowRankState) -> LowRankState:
+        # Rows past the count are masked out (``_scaled_window``), so the
+        # buffers are kept as they are.
+        return state._replace(moments=moments.restart(state.moments))
 
     def final(state: LowRankState) -> Metric:
         variance = _gradient_diagonal(state.moments)
@@ -456,7 +504,7 @@ def low_rank(
         values, vectors = _low_rank_correction(state, scale, gamma, cutoff, rank)
         return Metric(variance, scale, vectors, values)
 
-    return MassMatrixAdaptation(_gradient_start(rank), init, update, final)
+    return MassMatrixAdaptation(_gradient_start(rank), init, update, restart, final)
 
 
 def _dense(n_dim: int, buffer: int) -> MassMatrixAdaptation:

@@ -39,7 +39,7 @@ from jax import Array, lax
 from jax.typing import ArrayLike
 
 from hiddenjax.samplers import nuts
-from hiddenjax.samplers.mass_matrix import ADAPTATIONS
+from hiddenjax.samplers.mass_matrix import ADAPTATIONS, tree_where
 from hiddenjax.samplers.metrics import Metric
 from hiddenjax.samplers.step_size import DualAveragingState, dual_averaging, initial_step_size
 from hiddenjax.samplers.warmup import WarmupSchedule, in_window, is_window_end, nuts_schedule
@@ -101,7 +101,7 @@ class NUTSProgram(NamedTuple):
     """``step(key, state, step_index) -> (ChainState, StepInfo)``: a warmup transition
     (then adaptation) while ``step_index < num_tune``, a sampling transition with the
     adapted settings after. One NUTS kernel serves both, so a program holds one copy
-    of it; an unbatched ``step_index`` keeps the adaptation a real conditional."""
+    of it; an unbatched ``step_index`` keeps the window-end metric a real conditional."""
     position: Callable
     """``position(state) -> Array``: the chain's current position."""
 
@@ -237,14 +237,10 @@ def build_nuts_program(
         max_depth = jnp.where(early, early_depth, max_treedepth)
         nuts_state, info = kernel(key, state.nuts, state.step_size, state.metric, max_depth)
         mass_adapt = scheme(state.nuts.position.shape[0])
-
-        def adapt(_):
-            return _adapt(schedule, step_adapt, mass_adapt, state, nuts_state, info, step_index)
-
-        def keep(_):
-            return state._replace(nuts=nuts_state), state.step_size
-
-        new_state, step_size_bar = lax.cond(warmup, adapt, keep, None)
+        # Adaptation runs at every step, a no-op after warmup, with selects
+        # rather than a conditional: see _adapt.
+        new_state, step_size_bar = _adapt(schedule, step_adapt, mass_adapt, state, nuts_state,
+                                          info, step_index)
         # PyMC never flags the tree-depth limit during warmup.
         reached = jnp.where(warmup, False, info.reached_max_treedepth)
         stats = _step_info(info, nuts_state.logdensity, state.step_size, step_size_bar, reached)
@@ -257,36 +253,38 @@ def build_nuts_program(
 
 
 def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, nuts_state, step):
-    """Window accumulators and metric after warmup step ``step``; whether a window ended.
+    """Window accumulators and metric after step ``step``; whether a window ended.
 
-    The metric is only recomputed at a window's end (``lax.cond`` on the
-    step index, which every chain shares, so a dense or low-rank estimate
-    costs nothing on other steps).
+    The window is fed and restarted by flags, never inside a conditional: an
+    XLA conditional copies whole every buffer it hands back (a low-rank
+    window's buffers of draws and gradients, four times a step). Only the
+    metric is computed under ``lax.cond`` on the step index, which every chain
+    shares, so a dense or low-rank estimate costs nothing on other steps; that
+    conditional reads the window and hands back only the metric.
     """
-    def feed(window):
-        return mass_adapt.update(window, nuts_state.position, nuts_state.logdensity_grad)
-
-    # Conditionals rather than selects: the accumulators (a low-rank scheme's
-    # buffer of draws among them) are then updated in place, not copied whole
-    # at every step.
-    window = lax.cond(in_window(schedule, step), feed, lambda window: window,
-                      state.mass_matrix_adaptation)
+    window = mass_adapt.update(state.mass_matrix_adaptation, nuts_state.position,
+                               nuts_state.logdensity_grad, in_window(schedule, step))
     ended = is_window_end(schedule, step)
 
     def new_metric(window):
         # A one-draw window (Stan's schedule allows it) has no variance: keep the metric.
-        return _select(window.count >= 2, mass_adapt.final(window), state.metric)
+        return tree_where(window.count >= 2, mass_adapt.final(window), state.metric)
 
     metric = lax.cond(ended, new_metric, lambda window: state.metric, window)
-    n_dim = nuts_state.position.shape[0]
-    window = lax.cond(ended, lambda window: mass_adapt.init(n_dim), lambda window: window, window)
+    window = tree_where(ended, mass_adapt.restart(window), window)
     return window, metric, ended
 
 
 def _adapt(schedule: WarmupSchedule, step_adapt, mass_adapt, state, nuts_state, info,
            step_index):
-    """Chain state after warmup transition ``step_index`` and its adaptation of step
-    size and mass matrix, with dual averaging's averaged step size."""
+    """Chain state after transition ``step_index`` and its adaptation of step size and
+    mass matrix, with dual averaging's averaged step size.
+
+    After warmup (``step_index >= num_tune``) only the position moves: the
+    window takes no draw and never ends, and the step size and dual averaging
+    are kept by selects (scalars), so no conditional carries the chain state.
+    """
+    warmup = step_index < schedule.num_tune
     last_step = schedule.num_tune - 1
     dual = step_adapt.update(state.step_size_adaptation, info.acceptance_rate)
     step_size_bar = step_adapt.final(dual)
@@ -296,23 +294,18 @@ def _adapt(schedule: WarmupSchedule, step_adapt, mass_adapt, state, nuts_state, 
     # except after the last window (see the module docstring).
     next_step_size = jnp.exp(dual.log_step_size)
     restart = ended & (step_index != _last_window_end(schedule))
-    dual = _select(restart, step_adapt.init(next_step_size), dual)
+    dual = tree_where(restart, step_adapt.init(next_step_size), dual)
     next_step_size = jnp.where(step_index == last_step, step_adapt.final(dual), next_step_size)
     new_state = ChainState(
         nuts=nuts_state,
-        step_size=next_step_size,
+        step_size=jnp.where(warmup, next_step_size, state.step_size),
         metric=metric,
-        step_size_adaptation=dual,
+        step_size_adaptation=tree_where(warmup, dual, state.step_size_adaptation),
         mass_matrix_adaptation=window,
     )
-    return new_state, step_size_bar
+    return new_state, jnp.where(warmup, step_size_bar, state.step_size)
 
 
 def _last_window_end(schedule: WarmupSchedule) -> int:
     """Index of the last step of the last slow window (-1 without windows)."""
     return schedule.windows[-1][1] - 1 if schedule.windows else -1
-
-
-def _select(pred: Array, on_true, on_false):
-    """Leafwise ``where`` over two pytrees of the same structure."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

@@ -85,3 +85,22 @@ def test_small_decompositions_call_no_lapack_and_large_ones_unbatched():
     assert "syevd" in text and 'num_batch_dims = "1"' not in text
     text = jax.jit(jax.vmap(linalg.qr)).lower(large).as_text()
     assert "geqrf" in text and 'num_batch_dims = "1"' not in text
+
+
+@pytest.mark.parametrize("tolerance", [1e-10, 1e-6])
+def test_eigh_tolerance_bounds_each_eigenvalue_by_weyl(tolerance):
+    # A rank-deficient covariance plus a ridge, as a short adaptation window gives:
+    # Jacobi stops once the off-diagonal norm is below tolerance * |A|_F, and
+    # Weyl's inequality bounds every eigenvalue's error by that norm.
+    rng = np.random.default_rng(11)
+    g = rng.normal(size=(10, 60)) * np.exp(rng.normal(size=60))
+    a = g.T @ g / 10 + 1e-4 * np.eye(60)
+    values, vectors = jax.jit(lambda m: linalg.eigh(m, tolerance))(jnp.asarray(a))
+    bound = tolerance * np.linalg.norm(a)
+    exact = np.linalg.eigvalsh(a)
+    assert np.abs(np.asarray(values) - exact).max() <= bound
+    np.testing.assert_allclose(np.asarray(vectors).T @ np.asarray(vectors), np.eye(60),
+                               atol=1e-12)
+    # Loosened, the bound is not met trivially: the default is exact to rounding.
+    default, _ = jax.jit(linalg.eigh)(jnp.asarray(a))
+    assert np.abs(np.asarray(default) - exact).max() <= 1e-11 * np.abs(a).max()

@@ -360,3 +360,30 @@ def test_auto_programs_call_no_lapack_up_to_the_cutoff():
     step = jax.vmap(program.step, in_axes=(0, 0, None))
     text = jax.jit(step).lower(keys, state, 120).as_text()
     assert "lapack_" not in text
+
+
+@pytest.mark.parametrize("scheme", sorted(ADAPTATIONS))
+def test_update_when_inactive_and_restart_leave_the_window_as_a_fresh_one(scheme):
+    # The sampler feeds every step with an ``active`` flag and restarts by
+    # selection (no conditional around the window): an inactive update changes
+    # nothing, and a restarted window's estimate is a fresh window's.
+    n_dim = 4
+    adapt = ADAPTATIONS[scheme](n_dim, 20)
+    first, first_grads = _gaussian_window(_spiked_covariance(n_dim), 20, seed=1)
+    second, second_grads = _gaussian_window(_spiked_covariance(n_dim), 12, seed=2)
+
+    def feed(state, draws, gradients, active=True):
+        for x, g in zip(draws, gradients, strict=True):
+            state = jax.jit(adapt.update)(state, jnp.asarray(x), jnp.asarray(g),
+                                          jnp.asarray(active))
+        return state
+
+    state = feed(adapt.init(n_dim), first, first_grads)
+    unchanged = feed(state, second, second_grads, active=False)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(unchanged), strict=True):
+        np.testing.assert_array_equal(a, b)
+    restarted = feed(adapt.restart(state), second, second_grads)
+    fresh = feed(adapt.init(n_dim), second, second_grads)
+    assert float(restarted.count) == float(fresh.count) == len(second)
+    for a, b in zip(adapt.final(restarted), adapt.final(fresh), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

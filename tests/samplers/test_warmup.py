@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -300,3 +301,28 @@ def test_program_refuses_bad_settings(kwargs, match):
 def test_init_refuses_a_non_flat_position():
     with pytest.raises(ValueError, match="must be a 1-D array"):
         build_nuts_program(_gaussian, 10).init(jnp.ones((2, 3)))
+
+
+def _conditionals(jaxpr):
+    """Every ``cond`` equation in ``jaxpr`` and the jaxprs nested in it."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "cond":
+            yield eqn
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _conditionals(sub)
+
+
+def test_no_conditional_hands_back_the_low_rank_window():
+    # An XLA conditional copies whole every buffer it returns: a low-rank window's
+    # buffer of draws and gradients copied at each step cost more than the
+    # gradients (radon, 89 dimensions). Only the metric comes out of a cond.
+    n_dim = 12
+    program = build_nuts_program(lambda x: -0.5 * x @ x, 100, adaptation="low_rank")
+    state = program.init(jnp.ones(n_dim))
+    buffers = {state.mass_matrix_adaptation.draws.shape}
+    assert buffers.isdisjoint(leaf.shape for leaf in jax.tree.leaves(state.metric))
+    step = jax.make_jaxpr(program.step)(jax.random.key(0), state, jnp.int32(3))
+    conds = list(_conditionals(step.jaxpr))
+    assert conds  # the window-end metric
+    for eqn in conds:
+        assert buffers.isdisjoint(tuple(v.aval.shape) for v in eqn.outvars)
