@@ -101,6 +101,21 @@ def test_eigh_tolerance_bounds_each_eigenvalue_by_weyl(tolerance):
     assert np.abs(np.asarray(values) - exact).max() <= bound
     np.testing.assert_allclose(np.asarray(vectors).T @ np.asarray(vectors), np.eye(60),
                                atol=1e-12)
-    # Loosened, the bound is not met trivially: the default is exact to rounding.
+    # The default stays exact to rounding.
     default, _ = jax.jit(linalg.eigh)(jnp.asarray(a))
     assert np.abs(np.asarray(default) - exact).max() <= 1e-11 * np.abs(a).max()
+
+
+def test_eigh_stops_at_its_tolerance_not_at_rounding():
+    # The decomposition's residual off-diagonal norm, |V^T A V - diag(values)|_F, is what
+    # Jacobi stops on: within the tolerance, and above rounding when the tolerance is loose.
+    a = _symmetric((30, 30), seed=5)
+    norm = np.linalg.norm(a)
+
+    def residual(tolerance):
+        values, vectors = jax.jit(lambda m: linalg.eigh(m, tolerance))(jnp.asarray(a))
+        vectors = np.asarray(vectors)
+        return np.linalg.norm(vectors.T @ a @ vectors - np.diag(np.asarray(values))) / norm
+
+    assert 1e-10 < residual(1e-3) <= 1e-3
+    assert residual(None) < 1e-13
