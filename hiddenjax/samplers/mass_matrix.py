@@ -293,10 +293,11 @@ LOW_RANK_MIN_ROWS = 20
 # Jacobi stops once the off-diagonal norm is below this fraction of the
 # matrix's (Frobenius) norm, which bounds each eigenvalue's error by as much
 # (Weyl). At rounding level (~n eps) a window with fewer draws than
-# dimensions took 14 to 22 sweeps: its ridge-level eigenvalues form a cluster
-# whose coupling only halves with each sweep once below 1e-10. 1e-10 takes 6
-# to 9 sweeps; the estimate itself, from a window of at most a few hundred
-# draws, carries errors of several percent. The window-end decompositions
+# dimensions took up to 29 sweeps: its ridge-level eigenvalues form a cluster
+# whose coupling only halves with each sweep once below 1e-10. At 1e-10 it
+# took 7 to 13 (89 dimensions, ``python -m benchmarks.window_end``); the
+# estimate itself, from a window of at most a few hundred draws, carries
+# errors of several percent. The window-end decompositions
 # are most of a low-rank warmup's cost on mid-sized models (radon, 89
 # dimensions: about half of a 3.2 s sampling loop, measured by swapping them
 # out).
