@@ -1,9 +1,10 @@
-"""Compile and run time of ``hj.sample`` under XLA CPU's two kinds of code emitters.
+"""Compile and run time of ``hj.sample`` under XLA CPU compile settings.
 
 Usage::
 
     python -m benchmarks.compile_flags [--models eight_schools arK radon_centered
                                                  correlated_gaussian] [--repeats 3]
+                                       [--settings fusion llvm_o0 ...]
                                        [--draws 1000 --tune 1000 --chains 4 --seed 1]
                                        [--out docs/benchmarks] [--timeout SECONDS]
     python -m benchmarks.compile_flags --from-json docs/benchmarks/compile_flags.json
@@ -11,10 +12,13 @@ Usage::
 hiddenjax sets ``--xla_cpu_use_fusion_emitters=false``
 (``hiddenjax.execution.devices.CPU_COMPILE_FLAGS``): XLA then emits its fused
 kernels with the older elemental emitters instead of the newer fusion emitters.
-This script shows what that choice buys. Each model is sampled with each
-setting (``XLA_FLAGS`` names it, so hiddenjax leaves it as given) in a fresh
-process with empty caches, ``--repeats`` times, settings and repeats
-interleaved. Per run it records:
+This script shows what that choice buys, and what other XLA settings that
+trade compile time against run time would (``SETTINGS``). Each model is
+sampled under hiddenjax's own setting (``elemental``) and each of
+``--settings`` (``XLA_FLAGS`` names them, so hiddenjax leaves them as given;
+the emitter flag is added unless named) in a fresh process with empty
+caches, ``--repeats`` times, settings and repeats interleaved. Per run it
+records:
 
 - ``xla_compile_s``: seconds inside XLA's compiler (every program of the run);
 - ``compile_s``: hiddenjax's ``compile_time`` (tracing, export and XLA);
@@ -44,9 +48,19 @@ from benchmarks.chunking import LoopClock
 from benchmarks.fresh import error_result, run_fresh, worker_or_redraw, write_result
 
 MODELS = ("eight_schools", "arK", "radon_centered", "correlated_gaussian")
-SETTINGS = {"fusion": "--xla_cpu_use_fusion_emitters=true",
-            "elemental": "--xla_cpu_use_fusion_emitters=false"}
-"""XLA_FLAGS of each setting; ``elemental`` is hiddenjax's own."""
+BASELINE = "elemental"
+SETTINGS = {
+    BASELINE: "--xla_cpu_use_fusion_emitters=false",
+    "fusion": "--xla_cpu_use_fusion_emitters=true",
+    "llvm_o1": "--xla_backend_optimization_level=1",
+    "llvm_o0": "--xla_backend_optimization_level=0",
+    "no_expensive_passes": "--xla_llvm_disable_expensive_passes=true",
+    "codegen_split_4": "--xla_cpu_parallel_codegen_split_count=4",
+}
+"""XLA_FLAGS of each setting; ``elemental`` is hiddenjax's own, and every other
+setting is compared with it (LLVM's optimisation level, XLA's default 2 here;
+LLVM's costlier passes; how many pieces XLA splits a module into for parallel
+code generation)."""
 
 
 class XlaClock:
@@ -121,7 +135,8 @@ def run_all(args: argparse.Namespace, logs: Path) -> list[dict]:
     runs = []
     for repeat in range(args.repeats):
         for model_name in args.models:
-            for setting, flags in SETTINGS.items():
+            for setting in [BASELINE, *args.settings]:
+                flags = SETTINGS[setting]
                 name = f"{model_name}-{setting}-{repeat}"
                 env = {"XLA_FLAGS": flags, "HIDDENJAX_CACHE_DIR": tempfile.mkdtemp(dir=logs)}
                 argv = ["--worker", model_name, setting, "--draws", str(args.draws),
@@ -138,46 +153,55 @@ def run_all(args: argparse.Namespace, logs: Path) -> list[dict]:
     return runs
 
 
+_KEYS = ("xla_compile_s", "compile_s", "loop_s", "us_per_gradient", "wall_s")
+
+
 def summary(runs: list[dict]) -> list[dict]:
-    """Per model: medians of each setting, elemental ÷ fusion, and whether draws agree."""
+    """Per (model, setting other than the baseline): medians of the setting and of the
+    baseline, and whether both drew the same."""
     rows = []
     for model_name in dict.fromkeys(run["model"] for run in runs):
-        row = {"model": model_name}
-        for setting in SETTINGS:
+        medians, digests = {}, {}
+        for setting in dict.fromkeys(run["setting"] for run in runs):
             ok = [r for r in runs if r["model"] == model_name and r["setting"] == setting
                   and r.get("status") == "ok"]
-            row[setting] = {key: statistics.median(r[key] for r in ok) if ok else None
-                            for key in ("xla_compile_s", "compile_s", "loop_s", "us_per_gradient",
-                                        "wall_s")}
-            row[f"{setting}_digests"] = sorted({r["digest"] for r in ok})
-        row["same_draws"] = row["fusion_digests"] == row["elemental_digests"]
-        rows.append(row)
+            medians[setting] = {key: statistics.median(r[key] for r in ok) if ok else None
+                                for key in _KEYS}
+            digests[setting] = sorted({r["digest"] for r in ok})
+        for setting in medians:
+            if setting != BASELINE:
+                rows.append({"model": model_name, "setting": setting,
+                             BASELINE: medians.get(BASELINE), "other": medians[setting],
+                             "same_draws": digests[setting] == digests.get(BASELINE)})
     return rows
 
 
 def _ratio(row: dict, key: str) -> str:
-    fusion, elemental = row["fusion"][key], row["elemental"][key]
-    if not fusion or elemental is None:
+    other, ours = row["other"][key], (row[BASELINE] or {}).get(key)
+    if not other or ours is None:
         return "n/a"
-    return f"{elemental:.2f} / {fusion:.2f} ({elemental / fusion:.2f}×)"
+    return f"{ours:.2f} / {other:.2f} ({ours / other:.2f}×)"
 
 
 def markdown(results: dict) -> str:
     rows = summary(results["runs"])
     lines = [
-        "# XLA CPU emitters: compile and run time",
+        "# XLA CPU compile settings: compile and run time",
         "",
         f"Generated by `python -m benchmarks.compile_flags` on {results['when']}, "
         f"{results['repeats']} repeats, {results['config']}. Every run is a fresh process "
         "with empty caches; seconds are medians. Each cell: elemental (hiddenjax's setting) / "
-        "fusion (XLA's default) (ratio).",
+        "the row's setting (ratio). Settings (`XLA_FLAGS`): "
+        + "; ".join(f"{name} `{SETTINGS.get(name, '?')}`"
+                    for name in dict.fromkeys(run["setting"] for run in results["runs"]))
+        + ".",
         "",
-        "| model | XLA compile (s) | hiddenjax compile_time (s) | loop (s) | µs per gradient "
-        "| hj.sample wall (s) | same draws |",
-        "|---|---|---|---|---|---|---|",
+        "| model | setting | XLA compile (s) | hiddenjax compile_time (s) | loop (s) "
+        "| µs per gradient | hj.sample wall (s) | same draws |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row['model']} | {_ratio(row, 'xla_compile_s')} | "
+        lines.append(f"| {row['model']} | {row['setting']} | {_ratio(row, 'xla_compile_s')} | "
                      f"{_ratio(row, 'compile_s')} | {_ratio(row, 'loop_s')} | "
                      f"{_ratio(row, 'us_per_gradient')} | "
                      f"{_ratio(row, 'wall_s')} | {'yes' if row['same_draws'] else 'no'} |")
@@ -188,6 +212,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", default=[s for s in SETTINGS if s != BASELINE],
+                        choices=[s for s in SETTINGS if s != BASELINE],
+                        help="settings to compare with hiddenjax's own")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
