@@ -5,11 +5,12 @@ Usage::
     python -m benchmarks.window_end [--dims 10 89] [--draws 10 50 500] [--repeats 3]
 
 At each window end the low-rank scheme (``hiddenjax.samplers.mass_matrix.low_rank``)
-decomposes three matrices with plain-JAX Jacobi (``samplers.linalg``). The window
+decomposes two matrices with plain-JAX Jacobi (``samplers.linalg``), after a
+Cholesky factorisation. The window
 here holds draws of a correlated Gaussian and their exact gradients, scaled as the
 sampler scales them; the buffer has 500 rows, as in a 1000-step warmup. Reported per
 (dimension, draws): best-of-``--repeats`` seconds of one ``final`` call (one chain),
-and the Jacobi sweeps each of its three decompositions took at the scheme's
+and the Jacobi sweeps each of its two decompositions took at the scheme's
 tolerance and at rounding level. Prints one line per configuration; nothing is
 written. The compile time of ``final`` is printed once per dimension.
 """
@@ -61,7 +62,8 @@ def _sweeps(matrix, tolerance) -> int:
 
 
 def _matrices(state, scale):
-    """The three matrices ``final`` decomposes, built in numpy from the window."""
+    """The two matrices ``final`` decomposes, built in numpy from the window:
+    ``L^T a L`` (``b = L L^T``) and ``sigma``."""
     from scipy.linalg import sqrtm
 
     from hiddenjax.samplers.mass_matrix import LOW_RANK_GAMMA, _scaled_window
@@ -70,15 +72,15 @@ def _matrices(state, scale):
     n = max(float(filled), 1.0)
     ridge = n * LOW_RANK_GAMMA * np.eye(draws.shape[1])
     a, b = draws.T @ draws / n + ridge, gradients.T @ gradients / n + ridge
-    root = np.real(sqrtm(b))
-    middle = root @ a @ root
-    inverse_root = np.linalg.inv(root)
-    sigma = inverse_root @ np.real(sqrtm(middle)) @ inverse_root
-    return b, middle, 0.5 * (sigma + sigma.T)
+    lower = np.linalg.cholesky(b)
+    middle = lower.T @ a @ lower
+    inverse = np.linalg.inv(lower)
+    sigma = inverse.T @ np.real(sqrtm(middle)) @ inverse
+    return middle, 0.5 * (sigma + sigma.T)
 
 
 def measure(n_dim: int, n_draws: int, repeats: int, buffer: int = 500) -> dict:
-    """Seconds of one ``final`` call and the sweeps of its three decompositions."""
+    """Seconds of one ``final`` call and the sweeps of its two decompositions."""
     import jax
     import jax.numpy as jnp
 
@@ -119,7 +121,7 @@ def main(argv=None) -> None:
                 print(f"dim {dim:4d}  final compiles and runs in {out['first_call_s']:.2f} s",
                       flush=True)
             print(f"dim {dim:4d}  draws {draws:4d}  final {out['final_s'] * 1e3:7.2f} ms  "
-                  f"sweeps (B, middle, sigma) {out['sweeps']}, "
+                  f"sweeps (L^T a L, sigma) {out['sweeps']}, "
                   f"at rounding level {out['sweeps_at_rounding']}", flush=True)
 
 

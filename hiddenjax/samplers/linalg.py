@@ -13,6 +13,7 @@ keeps every device busy:
   section 8.5); sweeps until the off-diagonal entries are at rounding level
   (their norm below ``n * eps * |A|``), at most 40 sweeps.
 * ``qr``: Householder reflections, one column at a time.
+* ``cholesky_with_inverse``: the factor one column, and its inverse one row, at a time.
 
 Larger matrices go to LAPACK (``jnp.linalg``), one matrix at a time under
 ``vmap`` so each call is small.
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-__all__ = ["JACOBI_MAX", "eigh", "qr"]
+__all__ = ["JACOBI_MAX", "cholesky_with_inverse", "eigh", "qr"]
 
 JACOBI_MAX = 128
 """Largest matrix side decomposed in plain JAX; larger ones call LAPACK."""
@@ -132,6 +133,32 @@ def _householder_qr(matrix: Array) -> tuple[Array, Array]:
     return q, jnp.triu(r[:k])
 
 
+def _cholesky_with_inverse(matrix: Array) -> tuple[Array, Array]:
+    """``L`` column by column and ``L^-1`` row by row, in one loop.
+
+    Step ``j`` finishes column ``j`` of ``L``, which completes row ``j`` of
+    ``L`` (its earlier entries came from earlier columns), so row ``j`` of the
+    inverse follows by forward substitution from the rows already solved.
+    """
+    n = matrix.shape[0]
+    index = jnp.arange(n)
+
+    def step(j, carry):
+        rest, lower, inverse = carry
+        column = lax.dynamic_index_in_dim(rest, j, 1, False)
+        column = jnp.where(index >= j, column, 0.0) / jnp.sqrt(column[j])
+        lower = lax.dynamic_update_index_in_dim(lower, column, j, 1)
+        row = lax.dynamic_index_in_dim(lower, j, 0, False)
+        # Rows j and below of ``inverse`` are still zero: only solved rows count.
+        solved = ((index == j).astype(matrix.dtype) - jnp.where(index < j, row, 0.0) @ inverse)
+        inverse = lax.dynamic_update_index_in_dim(inverse, solved / row[j], j, 0)
+        return rest - jnp.outer(column, column), lower, inverse
+
+    zeros = jnp.zeros_like(matrix)
+    _, lower, inverse = lax.fori_loop(0, n, step, (matrix, zeros, zeros))
+    return lower, inverse
+
+
 def _one_at_a_time(fn: Callable) -> Callable:
     """``fn`` of one matrix, batched under ``vmap`` by a loop over the batch."""
     wrapped = jax.custom_batching.custom_vmap(fn)
@@ -152,6 +179,13 @@ def _one_at_a_time(fn: Callable) -> Callable:
 def _lapack_eigh(matrix: Array):
     values, vectors = jnp.linalg.eigh(matrix)
     return values, vectors
+
+
+@_one_at_a_time
+def _lapack_cholesky_with_inverse(matrix: Array):
+    lower = jnp.linalg.cholesky(matrix)
+    eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
+    return lower, jax.scipy.linalg.solve_triangular(lower, eye, lower=True)
 
 
 @_one_at_a_time
@@ -181,6 +215,19 @@ def eigh(matrix: Array, tolerance: float | None = None) -> tuple[Array, Array]:
     if matrix.shape[-1] <= JACOBI_MAX:
         return _jacobi_eigh(matrix, tolerance)
     return _lapack_eigh(0.5 * (matrix + matrix.T))
+
+
+def cholesky_with_inverse(matrix: Array) -> tuple[Array, Array]:
+    """Lower Cholesky factor ``L`` of a symmetric positive definite matrix, and ``L^-1``.
+
+    ``L @ L.T = matrix``; only the lower triangle of ``matrix`` is read, and
+    both results are lower triangular. A matrix that is not positive definite
+    gives NaN entries from its first non-positive pivot on (LAPACK sizes: NaN
+    throughout, as ``jnp.linalg.cholesky``).
+    """
+    if matrix.shape[-1] <= JACOBI_MAX:
+        return _cholesky_with_inverse(jnp.tril(matrix) + jnp.tril(matrix, -1).T)
+    return _lapack_cholesky_with_inverse(matrix)
 
 
 def qr(matrix: Array) -> tuple[Array, Array]:

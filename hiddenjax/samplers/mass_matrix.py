@@ -293,9 +293,9 @@ LOW_RANK_MIN_ROWS = 20
 # Jacobi stops once the off-diagonal norm is below this fraction of the
 # matrix's (Frobenius) norm, which bounds each eigenvalue's error by as much
 # (Weyl). At rounding level (~n eps) a window with fewer draws than
-# dimensions took up to 29 sweeps: its ridge-level eigenvalues form a cluster
-# whose coupling only halves with each sweep once below 1e-10. At 1e-10 it
-# took 7 to 13 (89 dimensions, ``python -m benchmarks.window_end``); the
+# dimensions took up to 40 sweeps, the cap: its ridge-level eigenvalues form a
+# cluster whose coupling only halves with each sweep once below 1e-10. At
+# 1e-10 it took 8 to 12 (89 dimensions, ``python -m benchmarks.window_end``); the
 # estimate itself, from a window of at most a few hundred draws, carries
 # errors of several percent. The window-end decompositions
 # are most of a low-rank warmup's cost on mid-sized models (radon, 89
@@ -349,30 +349,32 @@ def _safe_eigh(matrix: Array):
 def _geometric_mean_eigh(a: Array, b: Array):
     """Eigendecomposition of the SPD ``sigma`` with ``sigma b sigma = a``.
 
-    ``sigma = b^-1/2 (b^1/2 a b^1/2)^1/2 b^-1/2`` is the geometric mean of
-    ``a`` and ``b^-1``: the covariance that matches both the draws'
-    covariance ``a`` and the gradients' covariance ``b``.
+    ``sigma`` is the geometric mean of ``a`` and ``b^-1``: the covariance
+    that matches both the draws' covariance ``a`` and the gradients'
+    covariance ``b``. With the Cholesky factor ``b = L L^T``, the geometric
+    mean's invariance under congruence gives
+    ``sigma = L^-T (L^T a L)^1/2 L^-1``: one eigendecomposition for the
+    square root and one of ``sigma``, where ``b^-1/2 (b^1/2 a b^1/2)^1/2
+    b^-1/2`` needs a third for ``b^1/2``. The factor and its inverse come
+    from one loop of ``n`` rank-one steps, much cheaper than Jacobi's sweeps:
+    at 89 dimensions a window end took 28 to 42 ms against 43 to 56 ms with
+    three decompositions (``python -m benchmarks.window_end``).
 
-    Its three eigendecompositions (of ``b``, of ``b^1/2 a b^1/2``, of
-    ``sigma``) run as the three turns of one loop, so the program holds one
-    copy of the Jacobi iteration rather than three: each copy costs XLA
-    compile time, while a window end comes only a handful of times per run.
+    The two eigendecompositions run as the two turns of one loop, so the
+    program holds one copy of the Jacobi iteration rather than two: each copy
+    costs XLA compile time, while a window end comes only a handful of times
+    per run.
     """
-    def turn(k, carry):
-        left, middle, inv_root, _, _ = carry
-        values, vectors = _safe_eigh(jnp.where(k == 0, b, left @ middle @ left))
-        # Turn 0 decomposed b: its square root and inverse square root follow.
-        # Turn 1 decomposed b^1/2 a b^1/2: its square root is the middle factor.
-        roots = jnp.sqrt(jnp.where(k == 0, values, jnp.maximum(values, 0.0)))
-        half = (vectors * roots) @ vectors.T
-        first = k == 0
-        return (jnp.where(first, half, inv_root),
-                jnp.where(first, a, half),
-                jnp.where(first, (vectors / roots) @ vectors.T, inv_root),
-                values, vectors)
+    lower, inverse = linalg.cholesky_with_inverse(b)
 
-    zeros = jnp.zeros_like(a)
-    *_, values, vectors = lax.fori_loop(0, 3, turn, (zeros, zeros, zeros, zeros[0], zeros))
+    def turn(k, carry):
+        matrix, _, _ = carry
+        values, vectors = _safe_eigh(matrix)
+        # Turn 0 decomposed L^T a L; its square root gives sigma for turn 1.
+        root = (vectors * jnp.sqrt(jnp.maximum(values, 0.0))) @ vectors.T
+        return jnp.where(k == 0, inverse.T @ root @ inverse, matrix), values, vectors
+
+    _, values, vectors = lax.fori_loop(0, 2, turn, (lower.T @ a @ lower, a[0], a))
     return values, vectors
 
 

@@ -11,8 +11,10 @@ from hiddenjax.samplers import build_nuts_program
 from hiddenjax.samplers.mass_matrix import (
     ADAPTATIONS,
     AUTO_LOW_RANK_MAX,
+    EIGH_TOLERANCE,
     LOW_RANK_CUTOFF,
     LOW_RANK_GAMMA,
+    _geometric_mean_eigh,
     gradient_variance,
     low_rank,
     regularize_variance,
@@ -148,6 +150,37 @@ def test_low_rank_is_exact_for_a_gaussian_without_ridge_and_cutoff():
     metric = _low_rank_final(adapt, draws, gradients)
     np.testing.assert_allclose(_relative_eigenvalues(covariance, _dense_inverse_mass(metric)),
                                1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_dim,n_draws", [(5, 50), (40, 10), (89, 50), (89, 500)])
+def test_geometric_mean_solves_sigma_b_sigma_equals_a(n_dim, n_draws):
+    # Windows as the scheme sees them: n_draws scaled draws and gradients plus nutpie's
+    # ridge, so short windows give rank-deficient covariances lifted by the ridge alone.
+    rng = np.random.default_rng(n_dim + n_draws)
+    mix = np.eye(n_dim) + rng.normal(size=(n_dim, n_dim)) / np.sqrt(n_dim)
+    draws = rng.normal(size=(n_draws, n_dim)) @ mix
+    gradients = rng.normal(size=(n_draws, n_dim)) * rng.uniform(0.1, 10.0, n_dim)
+    ridge = n_draws * LOW_RANK_GAMMA * np.eye(n_dim)
+    a, b = draws.T @ draws / n_draws + ridge, gradients.T @ gradients / n_draws + ridge
+    values, vectors = (np.asarray(x) for x in
+                       jax.jit(_geometric_mean_eigh)(jnp.asarray(a), jnp.asarray(b)))
+    # The reference from LAPACK: b^-1/2 (b^1/2 a b^1/2)^1/2 b^-1/2.
+    w, u = np.linalg.eigh(b)
+    root, inverse_root = (u * np.sqrt(w)) @ u.T, (u / np.sqrt(w)) @ u.T
+    w, u = np.linalg.eigh(root @ a @ root)
+    exact = inverse_root @ ((u * np.sqrt(w)) @ u.T) @ inverse_root
+    # Jacobi stops at tolerance * |A|_F, which bounds each eigenvalue's error by as much
+    # (Weyl). Turn 0's error in C = L^T a L reaches C^1/2 amplified by at most
+    # 1 / (2 sqrt(lambda_min(C))) and sigma = L^-T C^1/2 L^-1 by |L^-1|^2 = 1 / lambda_min(b);
+    # turn 1 adds its own on sigma, and the factorisation rounding of n * cond(b) * eps.
+    lower = np.linalg.cholesky(b)
+    middle = lower.T @ a @ lower
+    propagated = (EIGH_TOLERANCE * np.linalg.norm(middle)
+                  / (2 * np.sqrt(np.linalg.eigvalsh(middle).min()) * np.linalg.eigvalsh(b).min()))
+    rounding = n_dim * np.linalg.cond(b) * np.finfo(float).eps * np.linalg.norm(exact)
+    bound = EIGH_TOLERANCE * np.linalg.norm(exact) + propagated + rounding
+    assert np.abs(values - np.linalg.eigvalsh(0.5 * (exact + exact.T))).max() <= bound
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(n_dim), atol=1e-12)
 
 
 def _assert_within_ridge_and_cutoff(covariance, metric, n_draws):
