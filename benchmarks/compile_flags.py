@@ -58,7 +58,7 @@ SETTINGS = {
     "codegen_split_4": "--xla_cpu_parallel_codegen_split_count=4",
 }
 """XLA_FLAGS of each setting; ``elemental`` is hiddenjax's own, and every other
-setting is compared with it (LLVM's optimisation level, XLA's default 2 here;
+setting is compared with it (LLVM's optimisation level, lowered from XLA's default;
 LLVM's costlier passes; how many pieces XLA splits a module into for parallel
 code generation)."""
 
