@@ -123,3 +123,37 @@ def test_cholesky_of_an_indefinite_matrix_is_not_finite():
     assert lower[0, 0] == 1.0 and inverse[0, 0] == 1.0
     assert not np.isfinite(np.asarray(lower)[1:, 1]).any()
     assert not np.isfinite(np.asarray(inverse)[1]).any()
+
+
+@pytest.mark.parametrize("tolerance", [1e-10, 1e-6])
+def test_eigh_tolerance_bounds_each_eigenvalue_by_weyl(tolerance):
+    # A rank-deficient covariance plus a ridge, as a short adaptation window gives:
+    # Jacobi stops once the off-diagonal norm is below tolerance * |A|_F, and
+    # Weyl's inequality bounds every eigenvalue's error by that norm.
+    rng = np.random.default_rng(11)
+    g = rng.normal(size=(10, 60)) * np.exp(rng.normal(size=60))
+    a = g.T @ g / 10 + 1e-4 * np.eye(60)
+    values, vectors = jax.jit(lambda m: linalg.eigh(m, tolerance))(jnp.asarray(a))
+    bound = tolerance * np.linalg.norm(a)
+    exact = np.linalg.eigvalsh(a)
+    assert np.abs(np.asarray(values) - exact).max() <= bound
+    np.testing.assert_allclose(np.asarray(vectors).T @ np.asarray(vectors), np.eye(60),
+                               atol=1e-12)
+    # The default stays exact to rounding.
+    default, _ = jax.jit(linalg.eigh)(jnp.asarray(a))
+    assert np.abs(np.asarray(default) - exact).max() <= 1e-11 * np.abs(a).max()
+
+
+def test_eigh_stops_at_its_tolerance_not_at_rounding():
+    # The decomposition's residual off-diagonal norm, |V^T A V - diag(values)|_F, is what
+    # Jacobi stops on: within the tolerance, and above rounding when the tolerance is loose.
+    a = _symmetric((30, 30), seed=5)
+    norm = np.linalg.norm(a)
+
+    def residual(tolerance):
+        values, vectors = jax.jit(lambda m: linalg.eigh(m, tolerance))(jnp.asarray(a))
+        vectors = np.asarray(vectors)
+        return np.linalg.norm(vectors.T @ a @ vectors - np.diag(np.asarray(values))) / norm
+
+    assert 1e-10 < residual(1e-3) <= 1e-3
+    assert residual(None) < 1e-13
