@@ -428,11 +428,13 @@ def _sample_one(model: Model, request: Request, random_seed, checkpoint: str | N
     data = current_data(graph)
     jitter_seeds, sampler_seed = _seeds(random_seed, request.chains)
     runner = _runner(compiled, request, request.chains)
-    check = runner.check(_position_shape(graph, request, request.chains), data)
-    positions = _starts(model, graph, check, request, jitter_seeds)
-    plan = _plan(request, sampler_seed)
+    shape = _position_shape(graph, request, request.chains)
     start = time.perf_counter()
-    _, compile_time = runner.compile(positions, data, hint=hint)  # settles the devices the run uses
+    # XLA compiles the chunk program in a thread while the starting points are found.
+    compiled_chunk = runner.start_compile(shape, data, hint=hint)  # settles the devices
+    positions = _starts(model, graph, runner.check(shape, data), request, jitter_seeds)
+    plan = _plan(request, sampler_seed)
+    _, compile_time = compiled_chunk()
     if not request.quiet:
         _log.info(f"Sampling {request.chains} chains with hiddenjax NUTS on {runner.mesh.devices.size} device(s)")
     with SamplingProgress(plan.tune + plan.draws, plan.tune, enabled=request.progressbar) as bar:

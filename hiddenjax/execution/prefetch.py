@@ -16,13 +16,12 @@ background work and never a wrong program.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from hiddenjax.execution import program_cache
+from hiddenjax.execution import background, program_cache
 
 
 class PrefetchStats:
@@ -34,8 +33,7 @@ class PrefetchStats:
 
 class _Pending(NamedTuple):
     devices: tuple
-    thread: threading.Thread
-    result: list
+    task: background.Task
 
 
 _PENDING: dict[str, _Pending] = {}
@@ -67,25 +65,15 @@ def start(hint: str, devices: tuple, load: Callable[[str, tuple], Any]) -> None:
     with _LOCK:
         if key is None or key in _SEEN or key in _PENDING:
             return
-        result: list = []
 
-        def run() -> None:
+        def run() -> Any:
             try:
-                result.append(load(key, devices))
+                return load(key, devices)
             except Exception:  # noqa: BLE001 - a failed guess falls back to loading in line
-                result.append(None)
+                return None
 
-        thread = threading.Thread(target=run, name="hiddenjax-prefetch", daemon=True)
-        _PENDING[key] = _Pending(tuple(devices), thread, result)
+        _PENDING[key] = _Pending(tuple(devices), background.start(run, "hiddenjax-prefetch"))
         PrefetchStats.started += 1
-    thread.start()
-
-
-@atexit.register
-def _finish_pending() -> None:
-    """Let loads still running end before the interpreter (and XLA) shut down."""
-    for pending in list(_PENDING.values()):
-        pending.thread.join(timeout=30)
 
 
 def take(key: str, devices: tuple) -> Any | None:
@@ -95,8 +83,7 @@ def take(key: str, devices: tuple) -> Any | None:
         _PENDING.clear()  # other guesses are stale: their threads finish unused
     if pending is None or pending.devices != tuple(devices):
         return None
-    pending.thread.join()
-    loaded = pending.result[0] if pending.result else None
+    loaded = background.wait(pending.task)
     if loaded is not None:
         PrefetchStats.taken += 1
     return loaded

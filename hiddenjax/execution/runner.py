@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from hiddenjax.execution import prefetch, program_cache
+from hiddenjax.execution import background, prefetch, program_cache
 from hiddenjax.execution.checkpoint import Checkpoint, load, save
 from hiddenjax.execution.devices import check_chain_method, pool_safe_devices
 from hiddenjax.execution.interrupt import StopRequest
@@ -386,18 +386,32 @@ class Runner:
     def compile(self, positions, data, hint: str | None = None) -> tuple[Callable, float]:
         """The compiled chunk function for these shapes, and seconds spent compiling it now.
 
-        Call it before placing anything on the devices: a CPU program that calls
-        LAPACK moves the run to one device (see ``pool_safe_devices``). The
-        lowered program is kept on disk (``program_cache``), so another process
-        with the same model, settings and shapes skips tracing it. ``hint``
-        describes the call without the model's graphs: the program's key is
-        remembered under it, and a loading started early under the same hint
-        (:mod:`~hiddenjax.execution.prefetch`) is taken when the key matches.
+        :meth:`start_compile`, waited for.
+        """
+        return self.start_compile(positions, data, hint)()
+
+    def start_compile(self, positions, data,
+                      hint: str | None = None) -> Callable[[], tuple[Callable, float]]:
+        """Start compiling the chunk function for these shapes; ``wait() -> (compiled,
+        seconds from this call until it was ready)`` (0 seconds if it was ready already).
+
+        The program is traced and lowered here; XLA compiles it in a background
+        thread (:mod:`~hiddenjax.execution.background`), so the caller can do
+        other work meanwhile, such as finding starting points. Call it before
+        placing anything on the devices: a CPU program that calls LAPACK moves
+        the run to one device (see ``pool_safe_devices``); when this returns, the
+        mesh is settled. The lowered program is kept on disk (``program_cache``),
+        so another process with the same model, settings and shapes skips
+        tracing it. ``hint`` describes the call without the model's graphs: the
+        program's key is remembered under it, and a loading started early under
+        the same hint (:mod:`~hiddenjax.execution.prefetch`) is taken when the
+        key matches.
         """
         data = tuple(np.asarray(d) for d in data)
         signature = _signature(positions, data)
         if signature in self._compiled:
-            return self._compiled[signature], 0.0
+            compiled = self._compiled[signature]
+            return lambda: (compiled, 0.0)
         started = time.perf_counter()
         key = self._program_key(positions, data)
         devices = tuple(self.mesh.devices.flat)
@@ -408,7 +422,8 @@ class Runner:
         if loaded is not None:
             if loaded.mesh != self.mesh:  # it calls LAPACK (see _settle)
                 self._use_mesh(loaded.mesh)
-            compiled, init, exportable = loaded.compiled, loaded.init, True
+            compiling, init, exportable = None, loaded.init, True
+            ready = loaded.compiled, time.perf_counter()
         else:
             exported, lowered = self._settle(positions, data)
             if exported is not None:
@@ -416,26 +431,40 @@ class Runner:
                     program_cache.store(key, exported)
                 lowered = jax.jit(exported.call).lower(
                     *exported_specs(exported, self.mesh, self.data_per_chain))
-            compiled, init, exportable = lowered.compile(), None, exported is not None
+            compiling = background.start(lambda: (lowered.compile(), time.perf_counter()),
+                                         "hiddenjax-compile")
+            init, exportable = None, exported is not None
         if init is None and key and exportable:
             init = self._export_init(positions, data)
             if init is not None:
                 program_cache.store(f"{key}-init", init)
         if key and hint is not None:
             prefetch.remember(hint, key)
-        self._compiled[signature] = compiled
         if init is not None:
-            self._inits[signature] = jax.jit(init.call)
-        return compiled, time.perf_counter() - started
+            self._inits[signature] = self._compile_init(init, positions, data)
+
+        def wait() -> tuple[Callable, float]:
+            compiled, finished = ready if compiling is None else background.wait(compiling)
+            self._compiled[signature] = compiled
+            return compiled, finished - started
+
+        return wait
+
+    def _compile_init(self, init: jax.export.Exported, positions, data) -> Callable:
+        """The stored init program, compiled for these shapes on the settled mesh."""
+        return jax.jit(init.call).lower(*self._init_specs(positions, data)).compile()
 
     def _export_init(self, positions, data) -> jax.export.Exported | None:
         """The init function exported at these shapes, on the settled mesh."""
-        data_sharding = self.sharding if self.data_per_chain else self.replicated
-        specs = (_spec(positions, self.sharding), tuple(_spec(d, data_sharding) for d in data))
         try:
-            return jax.export.export(self._init)(*specs)
+            return jax.export.export(self._init)(*self._init_specs(positions, data))
         except (ValueError, NotImplementedError):
             return None
+
+    def _init_specs(self, positions, data) -> tuple:
+        """Abstract arguments of the init function, laid out over the mesh."""
+        data_sharding = self.sharding if self.data_per_chain else self.replicated
+        return _spec(positions, self.sharding), tuple(_spec(d, data_sharding) for d in data)
 
     def _settle(self, positions, data):
         """``(exported, None)``, or ``(None, lowered)`` where export is impossible

@@ -311,3 +311,25 @@ def test_chain_keys_are_jaxs_fold_in_of_the_seed_key(seed):
     keys = chain_keys(seed, 9)
     assert keys.dtype == np.uint32 and keys.shape == (9, 2)
     np.testing.assert_array_equal(keys, np.asarray(expected))
+
+
+def test_start_compile_compiles_in_a_thread_and_settles_the_mesh_first(monkeypatch, tmp_path):
+    from hiddenjax.execution import background
+
+    monkeypatch.setenv("HIDDENJAX_CACHE_DIR", str(tmp_path))  # nothing stored to load
+    names = []
+    start = background.start
+    monkeypatch.setattr(background, "start",
+                        lambda fn, name: names.append(name) or start(fn, name))
+    runner = Runner(partial(metropolis_program, tune=10), _cholesky_fns(), 10, 16, 2)
+    positions, data = np.zeros((2, 3)), (np.zeros(3),)
+    wait = runner.start_compile(positions, data)
+    assert names == ["hiddenjax-compile"]
+    assert runner.mesh.devices.size == 1  # its LAPACK call settled it before the compile
+    compiled, seconds = wait()
+    assert seconds > 0
+    assert runner.start_compile(positions, data)() == (compiled, 0.0)
+    plan = RunPlan(tune=10, draws=20, seed=1, chunk_size=16, keep_warmup=False)
+    result = run_chains(runner, data, positions, plan)
+    assert result.compile_time == 0.0  # run_chains took the program compiled above
+    assert np.all(np.isfinite(result.outputs[0]))
