@@ -102,6 +102,7 @@ def _hierarchical(groups=4, per_group=6, seed=3):
     return model, datasets
 
 
+@pytest.mark.slow  # 17 s; the default suite keeps the exact per-seed check above
 def test_batched_default_fits_agree_with_separate_fits_within_monte_carlo_error():
     import arviz as az
 
