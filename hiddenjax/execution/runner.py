@@ -4,7 +4,9 @@ Warmup and sampling share one compiled chunk function: a call runs the steps it
 is asked for, each the program's transition at its global index (the program
 adapts while the index is in warmup). Draws are copied to host memory after
 every call, so device memory is bounded by the chunk and an interrupt keeps
-every finished draw.
+every finished draw. A call stops at the end of each warmup window the
+program lists, so that the window's metric is computed on the host between
+calls (``Runner.end_window``).
 """
 
 from __future__ import annotations
@@ -154,6 +156,18 @@ def chain_mesh(chains: int, devices: list | None = None) -> jax.sharding.Mesh:
     return jax.make_mesh((count,), ("chain",), devices=devices[:count])
 
 
+def _no_logdensity(theta):
+    raise RuntimeError("The program's host side evaluated the log-density; only its traced "
+                       "step and init may.")
+
+
+def next_stop(done: int, steps: int, total: int, window_ends: tuple[int, ...]) -> int:
+    """Where a call from step ``done`` asked to run ``steps`` steps stops: at most
+    ``total``, and right after the first window end at or past ``done``."""
+    stop = min(done + steps, total)
+    return min([stop] + [end + 1 for end in window_ends if done <= end < stop])
+
+
 def _step_fn(program_factory, fns: ChainFunctions):
     """One step of one chain: the program's transition and what the step reports."""
 
@@ -289,6 +303,10 @@ class Runner:
         self._compiled: dict = {}
         self._inits: dict = {}
         self._checks: dict = {}
+        # The program's host side (window ends) never evaluates the model.
+        self._host_program = program_factory(_no_logdensity)
+        self.window_ends: tuple[int, ...] = tuple(getattr(self._host_program, "window_ends", ()))
+        """Steps after which :meth:`end_window` must run (the program's ``window_ends``)."""
         self._use_mesh(chain_mesh(chains, devices))
 
     def _use_mesh(self, mesh) -> None:
@@ -371,6 +389,14 @@ class Runner:
         if key:
             program_cache.store(key, exported)
         return jax.jit(exported.call)
+
+    def end_window(self, states):
+        """The chains' states after a warmup window ended: the program's ``end_window``,
+        run on the host, its result laid out over the mesh again."""
+        host = to_host(states)
+        ended = self._host_program.end_window(host)
+        return jax.tree.map(lambda x, old: to_devices(np.asarray(x, old.dtype), self.sharding),
+                            ended, host)
 
     def keys(self, seed: int | list[int]):
         """Per-chain keys, laid out over the mesh.
@@ -727,7 +753,8 @@ def run_chains(
 ) -> ChainDraws:
     """Run every chain from ``positions`` (``(chains, dim)``) and collect draws on the host.
 
-    ``progress(start, steps_done, chunk_stats)`` is called after each chunk. A
+    ``progress(start, steps_done, chunk_stats)`` is called after each chunk. Chunk
+    calls stop at the program's window ends, where :meth:`Runner.end_window` runs. A
     Ctrl-C stops the run at the next chunk boundary and returns what finished.
     With ``checkpoint``, progress is saved there after every chunk, and a run
     whose checkpoint exists continues from it (using the seed stored in it).
@@ -751,12 +778,15 @@ def run_chains(
     with StopRequest() as stop:
         try:
             while done < total and not stop.requested:
-                start, stop_at, called = done, min(done + steps, total), time.perf_counter()
+                start, called = done, time.perf_counter()
+                stop_at = next_stop(done, steps, total, runner.window_ends)
                 states, out = chunk(states, jnp.int32(start), jnp.int32(stop_at), keys, data)
                 host = to_host(out)
                 steps = next_call_steps(plan, stop_at - start, time.perf_counter() - called)
                 collector.add(start, stop_at, host)
                 done = stop_at
+                if done - 1 in runner.window_ends:
+                    states = runner.end_window(states)
                 if checkpoint and jax.process_index() == 0:
                     _save(checkpoint, states, collector, done, plan.seed, fingerprint)
                 if progress is not None:

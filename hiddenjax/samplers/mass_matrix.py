@@ -6,11 +6,21 @@ begin with, ``init`` an empty estimator, ``update`` feeds it one warmup draw
 window, ``final`` turns it into a ``Metric``. All accumulators are float64
 whatever the position's dtype.
 
-``update`` takes an ``active`` flag and ``restart`` reuses the state's arrays,
-so the sampler runs both at every step, with no conditional around them: an
-XLA conditional that returns a buffer it was handed copies it whole, which
-for a low-rank window's buffer of draws and gradients (hundreds of rows)
-meant four whole copies at every warmup step.
+``start``, ``init`` and ``update`` are JAX functions, traced into the
+sampler's step. ``update`` takes an ``active`` flag, so the step feeds the
+window at every step with no conditional around it: an XLA conditional that
+returns a buffer it was handed copies it whole, which for a low-rank window's
+buffer of draws and gradients (hundreds of rows) meant four whole copies at
+every warmup step.
+
+``final`` and ``restart`` run on the host, in numpy, at the end of a window
+(the execution layer stops its chunk call there, see
+``program.NUTSProgram.end_window``), on states with any leading batch axes
+(chains). A window end is a few times per run, and the decompositions it needs
+are what LAPACK does best: in the chunk program they had to be plain-JAX
+loops (LAPACK calls put a CPU run on one device) that took 17 to 21 ms per
+chain at 89 dimensions and about a fifth of the chunk program's XLA compile
+time (docs/execution.md).
 
 * ``welford_variance`` (``"diag"``): Stan's diagonal, the variance of the
   window's draws shrunk towards ``1e-3``: ``var n/(n+5) + 1e-3 * 5/(n+5)``.
@@ -38,8 +48,9 @@ import jax.numpy as jnp
 from jax import Array, lax
 from jax.typing import ArrayLike
 
-from hiddenjax.samplers import linalg
-from hiddenjax.samplers.metrics import Metric, dense_metric, diagonal_metric
+import numpy as np
+
+from hiddenjax.samplers.metrics import Metric, diagonal_metric
 
 __all__ = [
     "ADAPTATIONS",
@@ -104,12 +115,14 @@ class MassMatrixAdaptation(NamedTuple):
     """``update(state, position, gradient, active=True) -> state``; the state unchanged
     where the (traced) ``active`` is False."""
     restart: Callable
-    """``restart(state) -> state``: the window emptied, its arrays reused where they can be."""
+    """``restart(state) -> state`` on the host (numpy): the window emptied; arrays that
+    the count masks out are kept."""
     final: Callable
-    """``final(state) -> Metric``; needs ``state.count >= 2`` (callers keep their metric otherwise)."""
+    """``final(state) -> Metric`` on the host (numpy, float64), over any leading batch axes;
+    needs ``state.count >= 2`` (callers keep their metric otherwise)."""
 
 
-def regularize_variance(variance: ArrayLike, count: ArrayLike) -> Array:
+def regularize_variance(variance: ArrayLike, count: ArrayLike) -> np.ndarray:
     """Stan's shrinkage of a sample variance from ``count`` draws towards ``1e-3``.
 
     Parameters
@@ -121,11 +134,11 @@ def regularize_variance(variance: ArrayLike, count: ArrayLike) -> Array:
 
     Returns
     -------
-    Array
-        ``variance * n / (n + 5) + 1e-3 * 5 / (n + 5)``.
+    numpy.ndarray
+        ``variance * n / (n + 5) + 1e-3 * 5 / (n + 5)``, float64.
     """
-    n = jnp.asarray(count, jnp.float64)
-    return jnp.asarray(variance, jnp.float64) * (n / (n + 5.0)) + 1e-3 * (5.0 / (n + 5.0))
+    n = np.asarray(count, np.float64)
+    return np.asarray(variance, np.float64) * (n / (n + 5.0)) + 1e-3 * (5.0 / (n + 5.0))
 
 
 def _f64(x: ArrayLike) -> Array:
@@ -151,14 +164,26 @@ def tree_where(pred: ArrayLike, on_true, on_false):
 
 
 def _restart_by_init(state) -> NamedTuple:
-    """An empty state shaped as ``state``: every accumulator zero."""
-    return jax.tree.map(jnp.zeros_like, state)
+    """An empty state shaped as ``state``, on the host: every accumulator zero."""
+    return jax.tree.map(lambda x: np.zeros(np.shape(x), np.float64), state)
 
 
-def _sample_variance(state: WelfordState) -> Array:
-    """Unbiased variance; NaN below two draws."""
-    enough = state.count >= 2.0
-    return jnp.where(enough, state.m2 / jnp.where(enough, state.count - 1.0, 1.0), jnp.nan)
+def _host(state):
+    """``state``'s arrays as float64 numpy arrays."""
+    return jax.tree.map(lambda x: np.asarray(x, np.float64), state)
+
+
+def _sample_variance(state: WelfordState) -> np.ndarray:
+    """Unbiased variance over the last axis's draws; NaN below two draws."""
+    count = np.asarray(state.count)[..., None]
+    enough = count >= 2.0
+    return np.where(enough, state.m2 / np.where(enough, count - 1.0, 1.0), np.nan)
+
+
+def _host_diagonal(variance: np.ndarray) -> Metric:
+    """The host metric of a diagonal inverse mass matrix (batched over leading axes)."""
+    batch, n = variance.shape[:-1], variance.shape[-1]
+    return Metric(variance, np.sqrt(variance), np.zeros((*batch, n, 0)), np.zeros((*batch, 0)))
 
 
 def _unit_metric(n_dim: int, rank: int) -> Metric:
@@ -196,7 +221,9 @@ def welford_variance() -> MassMatrixAdaptation:
         return tree_where(active, _welford_update(state, position), state)
 
     def final(state: WelfordState) -> Metric:
-        return diagonal_metric(regularize_variance(_sample_variance(state), state.count))
+        state = _host(state)
+        count = state.count[..., None]
+        return _host_diagonal(regularize_variance(_sample_variance(state), count))
 
     return MassMatrixAdaptation(start, _welford_init, update, _restart_by_init, final)
 
@@ -231,24 +258,31 @@ def welford_covariance() -> MassMatrixAdaptation:
         return tree_where(active, fed, state)
 
     def final(state: WelfordCovarianceState) -> Metric:
-        n = state.count
-        covariance = state.m2 / jnp.maximum(n - 1.0, 1.0)
-        shrunk = covariance * (n / (n + 5.0)) + jnp.eye(covariance.shape[0]) * (1e-3 * 5.0 / (n + 5.0))
-        # Symmetrise what rounding left, so the eigendecomposition is exact.
-        return dense_metric(0.5 * (shrunk + shrunk.T))
+        state = _host(state)
+        n = state.count[..., None, None]
+        covariance = state.m2 / np.maximum(n - 1.0, 1.0)
+        eye = np.eye(covariance.shape[-1])
+        shrunk = covariance * (n / (n + 5.0)) + eye * (1e-3 * 5.0 / (n + 5.0))
+        # Symmetrised in _safe_eigh; a non-finite window gives NaN (the caller keeps its metric).
+        with np.errstate(all="ignore"):
+            values, vectors = _safe_eigh(shrunk)
+        ones = np.ones(shrunk.shape[:-1])
+        return Metric(ones, ones, vectors, values)
 
     return MassMatrixAdaptation(start, init, update, _restart_by_init, final)
 
 
-def _population_variance(state: WelfordState) -> Array:
-    return state.m2 / jnp.maximum(state.count, 1.0)
+def _population_variance(state: WelfordState) -> np.ndarray:
+    return state.m2 / np.maximum(np.asarray(state.count)[..., None], 1.0)
 
 
-def _gradient_diagonal(moments: GradientVarianceState) -> Array:
+def _gradient_diagonal(moments: GradientVarianceState) -> np.ndarray:
     """``sqrt(var(draws) / var(gradients))`` within the bounds; 1 where it is 0/0, as nutpie."""
-    ratio = _population_variance(moments.draws) / _population_variance(moments.gradients)
-    variance = jnp.clip(jnp.sqrt(ratio), *VARIANCE_BOUNDS)
-    return jnp.where(jnp.isnan(variance), 1.0, variance)
+    moments = _host(moments)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = _population_variance(moments.draws) / _population_variance(moments.gradients)
+        variance = np.clip(np.sqrt(ratio), *VARIANCE_BOUNDS)
+    return np.where(np.isnan(variance), 1.0, variance)
 
 
 def gradient_variance() -> MassMatrixAdaptation:
@@ -275,7 +309,7 @@ def gradient_variance() -> MassMatrixAdaptation:
         ), state)
 
     def final(state: GradientVarianceState) -> Metric:
-        return diagonal_metric(_gradient_diagonal(state))
+        return _host_diagonal(_gradient_diagonal(state))
 
     return MassMatrixAdaptation(_gradient_start(0), init, update, _restart_by_init, final)
 
@@ -290,20 +324,6 @@ LOW_RANK_MAX_RANK = 10
 # gradients), but never fewer than ``LOW_RANK_MIN_ROWS`` draws.
 LOW_RANK_BUFFER_ELEMENTS = 2**21
 LOW_RANK_MIN_ROWS = 20
-# Jacobi stops once the off-diagonal norm is below this fraction of the
-# matrix's (Frobenius) norm, which bounds each eigenvalue's error by as much
-# (Weyl). At rounding level (~n eps) a window with fewer draws than
-# dimensions took up to 40 sweeps, the cap: its ridge-level eigenvalues form a
-# cluster whose coupling only halves with each sweep once below 1e-10. At
-# 1e-10 it took 8 to 12 (89 dimensions, ``python -m benchmarks.window_end``); the
-# estimate itself, from a window of at most a few hundred draws, carries
-# errors of several percent. The window-end decompositions
-# are most of a low-rank warmup's cost on mid-sized models (radon, 89
-# dimensions: about half of a 3.2 s sampling loop, measured by swapping them
-# out).
-EIGH_TOLERANCE = 1e-10
-
-
 class LowRankState(NamedTuple):
     """A window's gradient-based variances and its latest draws and gradients."""
 
@@ -320,100 +340,127 @@ class LowRankState(NamedTuple):
         return self.moments.count
 
 
-def _scaled_window(state: LowRankState, scale: Array):
-    """Buffered rows centred and scaled: ``(x - mean) / s``, ``(g - mean) * s``; unfilled rows 0."""
-    rows = state.draws.shape[0]
-    filled = jnp.minimum(state.count, rows)
-    mask = (jnp.arange(rows) < filled)[:, None]
+def _scaled_window(state: LowRankState, scale: np.ndarray):
+    """Buffered rows centred and scaled: ``(x - mean) / s``, ``(g - mean) * s``; unfilled rows 0.
+
+    Host arrays with any leading batch axes; ``filled`` has the batch shape.
+    """
+    rows = state.draws.shape[-2]
+    filled = np.minimum(np.asarray(state.count), rows)
+    mask = (np.arange(rows) < filled[..., None])[..., None]
+    divisor = np.maximum(filled, 1.0)[..., None, None]
 
     def centred(a):
-        a = jnp.where(mask, a, 0.0)
-        return jnp.where(mask, a - jnp.sum(a, axis=0) / jnp.maximum(filled, 1.0), 0.0)
+        a = np.where(mask, a, 0.0)
+        return np.where(mask, a - np.sum(a, axis=-2, keepdims=True) / divisor, 0.0)
 
-    return centred(state.draws) / scale, centred(state.gradients) * scale, filled
+    return (centred(state.draws) / scale[..., None, :],
+            centred(state.gradients) * scale[..., None, :], filled)
 
 
-def _safe_eigh(matrix: Array):
-    """``eigh`` of the symmetrised ``matrix``; NaN eigenvalues if it is not finite.
+def _all_finite(x: np.ndarray, axes: int) -> np.ndarray:
+    """Whether every entry of the last ``axes`` axes is finite, per batch element."""
+    return np.all(np.isfinite(x), axis=tuple(range(-axes, 0)))
 
-    LAPACK is never handed a non-finite matrix (some of its routines, the
-    SVD among them, never return on an infinite entry), so failures surface
-    as NaN for the caller to catch.
+
+def _safe_eigh(matrix: np.ndarray):
+    """``eigh`` of the symmetrised ``matrix`` (LAPACK, batched); NaN eigenvalues where a
+    matrix is not finite.
+
+    LAPACK is never handed a non-finite matrix (some of its routines never
+    return on an infinite entry), so failures surface as NaN for the caller
+    to catch.
     """
-    finite = jnp.all(jnp.isfinite(matrix))
-    matrix = jnp.where(finite, 0.5 * (matrix + matrix.T), jnp.eye(matrix.shape[0]))
-    values, vectors = linalg.eigh(matrix, EIGH_TOLERANCE)
-    return jnp.where(finite, values, jnp.nan), vectors
+    finite = _all_finite(matrix, 2)
+    eye = np.eye(matrix.shape[-1])
+    symmetric = 0.5 * (matrix + np.swapaxes(matrix, -1, -2))
+    values, vectors = np.linalg.eigh(np.where(finite[..., None, None], symmetric, eye))
+    return np.where(finite[..., None], values, np.nan), vectors
 
 
-def _geometric_mean_eigh(a: Array, b: Array):
-    """Eigendecomposition of the SPD ``sigma`` with ``sigma b sigma = a``.
+def _safe_cholesky(matrix: np.ndarray):
+    """``(lower, ok)``: the Cholesky factor of each matrix, the identity where a matrix
+    is not finite or not numerically positive definite (``ok`` False there)."""
+    ok = _all_finite(matrix, 2)
+    eye = np.eye(matrix.shape[-1])
+    matrix = np.where(ok[..., None, None], matrix, eye)
+    try:
+        return np.linalg.cholesky(matrix), ok
+    except np.linalg.LinAlgError:  # one of the batch failed: find which
+        flat = matrix.reshape(-1, *matrix.shape[-2:])
+        lowers, fine = [], []
+        for one in flat:
+            try:
+                lowers.append(np.linalg.cholesky(one))
+                fine.append(True)
+            except np.linalg.LinAlgError:
+                lowers.append(eye)
+                fine.append(False)
+        return (np.stack(lowers).reshape(matrix.shape),
+                ok & np.asarray(fine).reshape(ok.shape))
+
+
+def _geometric_mean_eigh(a: np.ndarray, b: np.ndarray):
+    """Eigendecomposition of the SPD ``sigma`` with ``sigma b sigma = a`` (batched).
 
     ``sigma`` is the geometric mean of ``a`` and ``b^-1``: the covariance
     that matches both the draws' covariance ``a`` and the gradients'
     covariance ``b``. With the Cholesky factor ``b = L L^T``, the geometric
     mean's invariance under congruence gives
     ``sigma = L^-T (L^T a L)^1/2 L^-1``: one eigendecomposition for the
-    square root and one of ``sigma``, where ``b^-1/2 (b^1/2 a b^1/2)^1/2
-    b^-1/2`` needs a third for ``b^1/2``. The factor and its inverse come
-    from one loop of ``n`` rank-one steps, much cheaper than Jacobi's sweeps:
-    at 89 dimensions a window end took 28 to 42 ms against 43 to 56 ms with
-    three decompositions (``python -m benchmarks.window_end``).
-
-    The two eigendecompositions run as the two turns of one loop, so the
-    program holds one copy of the Jacobi iteration rather than two: each copy
-    costs XLA compile time, while a window end comes only a handful of times
-    per run.
+    square root and one of ``sigma``. Eigenvalues are NaN where ``b`` has no
+    factor or anything is not finite.
     """
-    lower, inverse = linalg.cholesky_with_inverse(b)
-
-    def turn(k, carry):
-        matrix, _, _ = carry
-        values, vectors = _safe_eigh(matrix)
-        # Turn 0 decomposed L^T a L; its square root gives sigma for turn 1.
-        root = (vectors * jnp.sqrt(jnp.maximum(values, 0.0))) @ vectors.T
-        return jnp.where(k == 0, inverse.T @ root @ inverse, matrix), values, vectors
-
-    _, values, vectors = lax.fori_loop(0, 2, turn, (lower.T @ a @ lower, a[0], a))
-    return values, vectors
+    lower, ok = _safe_cholesky(b)
+    inverse = np.linalg.inv(lower)
+    transpose = np.swapaxes
+    values, vectors = _safe_eigh(transpose(lower, -1, -2) @ a @ lower)
+    root = (vectors * np.sqrt(np.maximum(values, 0.0))[..., None, :]) @ transpose(vectors, -1, -2)
+    values, vectors = _safe_eigh(transpose(inverse, -1, -2) @ root @ inverse)
+    return np.where(ok[..., None], values, np.nan), vectors
 
 
-def _low_rank_correction(state: LowRankState, scale: Array, gamma: float, cutoff: float,
+def _low_rank_correction(state: LowRankState, scale: np.ndarray, gamma: float, cutoff: float,
                          rank: int):
     """``(values, vectors)``: the correction's ``rank`` strongest eigenpairs past the cutoff.
 
     Unused columns are zero vectors with value 1 (no correction); all of them
-    are when anything along the way is not finite.
+    are where anything along the way is not finite.
     """
     draws, gradients, filled = _scaled_window(state, scale)
-    ok = jnp.all(jnp.isfinite(draws)) & jnp.all(jnp.isfinite(gradients))
-    draws, gradients = jnp.where(ok, draws, 0.0), jnp.where(ok, gradients, 0.0)
-    n_rows, n_dim = draws.shape
+    ok = _all_finite(draws, 2) & _all_finite(gradients, 2)
+    draws = np.where(ok[..., None, None], draws, 0.0)
+    gradients = np.where(ok[..., None, None], gradients, 0.0)
+    n_rows, n_dim = draws.shape[-2:]
+    transpose = np.swapaxes
     # Outside the span of the window's draws and gradients the estimate is
     # exactly 1 (the ridge alone), so only that span needs decomposing.
     basis = None
     if 2 * n_rows < n_dim:
-        basis, _ = linalg.qr(jnp.concatenate([draws, gradients]).T)
+        basis, _ = np.linalg.qr(transpose(np.concatenate([draws, gradients], axis=-2), -1, -2))
         draws, gradients = draws @ basis, gradients @ basis
     # nutpie's regularisation: population covariances plus ``n * gamma`` on the diagonal.
-    n = jnp.maximum(filled, 1.0)
-    ridge = n * gamma * jnp.eye(draws.shape[1])
-    values, vectors = _geometric_mean_eigh(draws.T @ draws / n + ridge,
-                                           gradients.T @ gradients / n + ridge)
-    score = jnp.abs(jnp.log(values))
+    n = np.maximum(filled, 1.0)[..., None, None]
+    ridge = n * gamma * np.eye(draws.shape[-1])
+    values, vectors = _geometric_mean_eigh(transpose(draws, -1, -2) @ draws / n + ridge,
+                                           transpose(gradients, -1, -2) @ gradients / n + ridge)
+    score = np.abs(np.log(values))
     # A short window spans fewer directions than the rank (few tuning steps).
-    found = min(rank, values.shape[0])
-    strength, index = lax.top_k(jnp.where(jnp.isfinite(score), score, 0.0), found)
-    values, vectors = values[index], vectors[:, index]
+    found = min(rank, values.shape[-1])
+    score = np.where(np.isfinite(score), score, 0.0)
+    index = np.argsort(-score, axis=-1, kind="stable")[..., :found]
+    strength = np.take_along_axis(score, index, axis=-1)
+    values = np.take_along_axis(values, index, axis=-1)
+    vectors = np.take_along_axis(vectors, index[..., None, :], axis=-1)
     if basis is not None:
         vectors = basis @ vectors
-    ok = ok & jnp.all(values > 0) & jnp.all(jnp.isfinite(values)) \
-        & jnp.all(jnp.isfinite(vectors))
-    keep = ok & (strength > jnp.log(cutoff))
-    values, vectors = jnp.where(keep, values, 1.0), jnp.where(keep, vectors, 0.0)
-    unused = rank - found
-    return (jnp.pad(values, (0, unused), constant_values=1.0),
-            jnp.pad(vectors, ((0, 0), (0, unused))))
+    ok = ok & np.all(values > 0, axis=-1) & _all_finite(values, 1) & _all_finite(vectors, 2)
+    keep = ok[..., None] & (strength > np.log(cutoff))
+    values = np.where(keep, values, 1.0)
+    vectors = np.where(keep[..., None, :], vectors, 0.0)
+    unused = [(0, 0)] * (values.ndim - 1) + [(0, rank - found)]
+    return (np.pad(values, unused, constant_values=1.0),
+            np.pad(vectors, [(0, 0)] * (vectors.ndim - 1) + [(0, rank - found)]))
 
 
 def _check_low_rank_args(n_dim, buffer, gamma, cutoff, max_rank) -> None:
@@ -502,9 +549,12 @@ def low_rank(
         return state._replace(moments=moments.restart(state.moments))
 
     def final(state: LowRankState) -> Metric:
+        state = _host(state)
         variance = _gradient_diagonal(state.moments)
-        scale = jnp.sqrt(variance)
-        values, vectors = _low_rank_correction(state, scale, gamma, cutoff, rank)
+        scale = np.sqrt(variance)
+        # Non-finite values are caught where they matter (see _low_rank_correction).
+        with np.errstate(all="ignore"):
+            values, vectors = _low_rank_correction(state, scale, gamma, cutoff, rank)
         return Metric(variance, scale, vectors, values)
 
     return MassMatrixAdaptation(_gradient_start(rank), init, update, restart, final)
@@ -526,7 +576,7 @@ def _low_rank(n_dim: int, buffer: int) -> MassMatrixAdaptation:
     return low_rank(n_dim, buffer)
 
 
-AUTO_LOW_RANK_MAX = linalg.JACOBI_MAX
+AUTO_LOW_RANK_MAX = 128
 """Largest dimension for which ``auto`` picks the low-rank scheme (see ``_auto``)."""
 
 
@@ -535,10 +585,11 @@ def _auto(n_dim: int, buffer: int) -> MassMatrixAdaptation:
 
     Chosen by effective samples per gradient (docs/benchmarks/adaptation.md):
     low rank matched or beat the diagonal on every model up to 89
-    dimensions (up to 18x on correlated posteriors). Above the cutoff its
-    decompositions need LAPACK, which puts a CPU run on one device, and the
-    gain measured there (200-dimensional Gaussian: 22 against 19 per 1000
-    gradients) did not pay for the lost device.
+    dimensions (up to 18x on correlated posteriors). Above the cutoff the
+    gain measured was small (200-dimensional Gaussian: 22 against 19 per 1000
+    gradients; stochastic volatility, 1,002 dimensions: none), while a window
+    end's decompositions grow as the cube of the dimension (the span of up to
+    500 buffered draws and gradients, decomposed per chain on the host).
     """
     if n_dim <= AUTO_LOW_RANK_MAX:
         return low_rank(n_dim, buffer)

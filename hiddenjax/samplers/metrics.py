@@ -25,7 +25,6 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from hiddenjax.samplers import linalg
 
 __all__ = [
     "Metric",
@@ -85,7 +84,7 @@ def dense_metric(inverse_mass_matrix: ArrayLike) -> Metric:
         Unit scale and the full eigendecomposition (``k = n``).
     """
     imm = jnp.asarray(inverse_mass_matrix)
-    values, vectors = linalg.eigh(imm)
+    values, vectors = jnp.linalg.eigh(0.5 * (imm + jnp.swapaxes(imm, -1, -2)))
     ones = jnp.ones(imm.shape[:-1], imm.dtype)
     return Metric(ones, ones, vectors, values)
 

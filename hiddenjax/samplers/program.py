@@ -7,6 +7,13 @@ dual averaging restarts with ``mu = log(10 * step_size)``. After the last
 warmup step the sampling step size is the averaged step size of dual
 averaging.
 
+The window's metric is not computed in ``step``: the program lists the
+steps that end a window (``window_ends``), and whoever runs it calls
+``end_window`` on the chains' states after each of them, on the host (see
+``mass_matrix``). The step that ends a window feeds it its draw and restarts
+dual averaging, as in Stan; ``end_window`` then sets the metric and empties
+the window before the next step.
+
 One departure from Stan: dual averaging does not restart at the end of the
 last window. Restarted there, its average covers only the 50-step terminal
 buffer, which starts with the restart's transient; and because the
@@ -33,9 +40,9 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
-from jax import Array, lax
+import numpy as np
+from jax import Array
 from jax.typing import ArrayLike
 
 from hiddenjax.samplers import nuts
@@ -101,9 +108,14 @@ class NUTSProgram(NamedTuple):
     """``step(key, state, step_index) -> (ChainState, StepInfo)``: a warmup transition
     (then adaptation) while ``step_index < num_tune``, a sampling transition with the
     adapted settings after. One NUTS kernel serves both, so a program holds one copy
-    of it; an unbatched ``step_index`` keeps the window-end metric a real conditional."""
+    of it."""
     position: Callable
     """``position(state) -> Array``: the chain's current position."""
+    window_ends: tuple[int, ...] = ()
+    """Steps (0-based, increasing) after which ``end_window`` must run."""
+    end_window: Callable | None = None
+    """``end_window(states) -> states`` on the host: chain states (numpy arrays, any
+    leading chain axes) with the finished window's metric set and the window emptied."""
 
 
 def _check_program_args(num_tune, target_accept, adaptation, early_max_treedepth,
@@ -249,30 +261,32 @@ def build_nuts_program(
     def position(state: ChainState) -> Array:
         return state.nuts.position
 
-    return NUTSProgram(init, step, position)
+    def end_window(states: ChainState) -> ChainState:
+        window = states.mass_matrix_adaptation
+        mass_adapt = scheme(np.shape(states.nuts.position)[-1])
+        metric = _window_metric(mass_adapt, window, states.metric)
+        return states._replace(metric=metric, mass_matrix_adaptation=mass_adapt.restart(window))
+
+    window_ends = tuple(end - 1 for _, end in schedule.windows)
+    return NUTSProgram(init, step, position, window_ends, end_window)
 
 
-def _mass_matrix_step(mass_adapt, schedule: WarmupSchedule, state: ChainState, nuts_state, step):
-    """Window accumulators and metric after step ``step``; whether a window ended.
+def _window_metric(mass_adapt, window, metric: Metric) -> Metric:
+    """The window's metric where it has two draws or more and is finite, else ``metric``
+    (host arrays, leading chain axes; a one-draw window, which Stan's schedule allows,
+    has no variance)."""
+    batch = np.ndim(window.count)
+    new = mass_adapt.final(window)
+    usable = np.asarray(window.count) >= 2
+    for leaf in new:
+        usable = usable & np.all(np.isfinite(leaf), axis=tuple(range(batch, np.ndim(leaf))))
 
-    The window is fed and restarted by flags, never inside a conditional: an
-    XLA conditional copies whole every buffer it hands back (a low-rank
-    window's buffers of draws and gradients, four times a step). Only the
-    metric is computed under ``lax.cond`` on the step index, which every chain
-    shares, so a dense or low-rank estimate costs nothing on other steps; that
-    conditional reads the window and hands back only the metric.
-    """
-    window = mass_adapt.update(state.mass_matrix_adaptation, nuts_state.position,
-                               nuts_state.logdensity_grad, in_window(schedule, step))
-    ended = is_window_end(schedule, step)
+    def pick(new_leaf, old_leaf):
+        old_leaf = np.asarray(old_leaf)
+        flag = usable.reshape(usable.shape + (1,) * (old_leaf.ndim - batch))
+        return np.where(flag, np.asarray(new_leaf, old_leaf.dtype), old_leaf)
 
-    def new_metric(window):
-        # A one-draw window (Stan's schedule allows it) has no variance: keep the metric.
-        return tree_where(window.count >= 2, mass_adapt.final(window), state.metric)
-
-    metric = lax.cond(ended, new_metric, lambda window: state.metric, window)
-    window = tree_where(ended, mass_adapt.restart(window), window)
-    return window, metric, ended
+    return Metric(*(pick(n, o) for n, o in zip(new, metric, strict=True)))
 
 
 def _adapt(schedule: WarmupSchedule, step_adapt, mass_adapt, state, nuts_state, info,
@@ -288,8 +302,12 @@ def _adapt(schedule: WarmupSchedule, step_adapt, mass_adapt, state, nuts_state, 
     last_step = schedule.num_tune - 1
     dual = step_adapt.update(state.step_size_adaptation, info.acceptance_rate)
     step_size_bar = step_adapt.final(dual)
-    window, metric, ended = _mass_matrix_step(mass_adapt, schedule, state, nuts_state,
-                                              step_index)
+    # The window is fed by a flag, never inside a conditional: an XLA conditional
+    # copies whole every buffer it hands back (a low-rank window's draws and
+    # gradients). Its metric comes from ``end_window``, on the host.
+    window = mass_adapt.update(state.mass_matrix_adaptation, nuts_state.position,
+                               nuts_state.logdensity_grad, in_window(schedule, step_index))
+    ended = is_window_end(schedule, step_index)
     # A new metric calls for a new step size: restart around the current one,
     # except after the last window (see the module docstring).
     next_step_size = jnp.exp(dual.log_step_size)
@@ -299,7 +317,7 @@ def _adapt(schedule: WarmupSchedule, step_adapt, mass_adapt, state, nuts_state, 
     new_state = ChainState(
         nuts=nuts_state,
         step_size=jnp.where(warmup, next_step_size, state.step_size),
-        metric=metric,
+        metric=state.metric,
         step_size_adaptation=tree_where(warmup, dual, state.step_size_adaptation),
         mass_matrix_adaptation=window,
     )

@@ -21,6 +21,7 @@ from hiddenjax.execution.runner import (
     chunk_steps,
     chain_mesh,
     next_call_steps,
+    next_stop,
     run_chains,
     runs_vectorized,
     timed_chunk_steps,
@@ -44,6 +45,8 @@ class Program(NamedTuple):
     init: object
     step: object
     position: object
+    window_ends: tuple = ()
+    end_window: object = None
 
 
 def metropolis_program(logdensity_fn, tune):
@@ -215,6 +218,46 @@ def test_progress_is_told_about_every_chunk():
     run_chains(runner, (np.zeros(3),), np.zeros((2, 3)), plan,
                progress=lambda start, done, stats: calls.append((start, done)))
     assert calls == [(0, 10), (10, 20), (20, 30), (30, 35)]
+
+
+def test_calls_stop_after_each_window_end():
+    assert next_stop(0, 25, 100, (4, 20)) == 5
+    assert next_stop(5, 25, 100, (4, 20)) == 21
+    assert next_stop(21, 25, 100, (4, 20)) == 46
+    assert next_stop(90, 25, 100, (4, 20)) == 100
+    assert next_stop(0, 4, 100, (4, 20)) == 4  # the end's own step is not reached yet
+
+
+def _windowed_program(logdensity_fn, tune, ends, seen):
+    """The Metropolis program, whose host ``end_window`` sets the proposal scale to 7."""
+
+    def end_window(states):
+        seen.append(np.asarray(states.position).shape)
+        return states._replace(scale=np.full_like(np.asarray(states.scale), 7.0))
+
+    return metropolis_program(logdensity_fn, tune)._replace(window_ends=ends,
+                                                            end_window=end_window)
+
+
+@pytest.mark.parametrize("chunk_size", [16, 7])
+def test_end_window_runs_on_the_host_once_after_each_window_end(chunk_size):
+    seen, calls = [], []
+    factory = partial(_windowed_program, tune=30, ends=(4, 20), seen=seen)
+    runner = Runner(factory, _fns(), 30, chunk_size, 4)
+    plan = RunPlan(tune=30, draws=10, seed=3, chunk_size=chunk_size, keep_warmup=True)
+    result = run_chains(runner, (np.zeros(3),), np.zeros((4, 3)), plan,
+                        progress=lambda start, done, stats: calls.append(done))
+    assert seen == [(4, 3), (4, 3)]  # every chain's state at once, chain axis first
+    assert 5 in calls and 21 in calls
+    used = result.warmup_stats["step_size"]  # the scale each step used
+    np.testing.assert_array_equal(used[:, 5], 7.0)
+    np.testing.assert_array_equal(used[:, 21], 7.0)
+    assert np.all(used[:, 6:21] != 7.0)
+    if chunk_size == 7:
+        other = run_chains(Runner(partial(_windowed_program, tune=30, ends=(4, 20), seen=[]),
+                                  _fns(), 30, 16, 4),
+                           (np.zeros(3),), np.zeros((4, 3)), plan._replace(chunk_size=16))
+        np.testing.assert_array_equal(result.outputs[0], other.outputs[0])
 
 
 def test_mesh_uses_a_divisor_of_the_chain_count():

@@ -315,14 +315,38 @@ def _conditionals(jaxpr):
 def test_no_conditional_hands_back_the_low_rank_window():
     # An XLA conditional copies whole every buffer it returns: a low-rank window's
     # buffer of draws and gradients copied at each step cost more than the
-    # gradients (radon, 89 dimensions). Only the metric comes out of a cond.
+    # gradients (radon, 89 dimensions). The window is fed by a flag, and its metric
+    # is computed on the host (``end_window``).
     n_dim = 12
     program = build_nuts_program(lambda x: -0.5 * x @ x, 100, adaptation="low_rank")
     state = program.init(jnp.ones(n_dim))
     buffers = {state.mass_matrix_adaptation.draws.shape}
     assert buffers.isdisjoint(leaf.shape for leaf in jax.tree.leaves(state.metric))
     step = jax.make_jaxpr(program.step)(jax.random.key(0), state, jnp.int32(3))
-    conds = list(_conditionals(step.jaxpr))
-    assert conds  # the window-end metric
-    for eqn in conds:
+    for eqn in _conditionals(step.jaxpr):
         assert buffers.isdisjoint(tuple(v.aval.shape) for v in eqn.outvars)
+
+
+def test_end_window_keeps_the_metric_of_a_chain_whose_window_has_one_draw():
+    # Stan's schedule allows a one-draw window, which has no variance.
+    program = build_nuts_program(_gaussian, 60)
+    states = jax.vmap(program.init)(jnp.zeros((2, 3)))
+    fed = jax.vmap(lambda s, x: s._replace(mass_matrix_adaptation=jax.tree.map(
+        jnp.asarray, welford_window(x))))(states, jnp.asarray([1, 30]))
+    ended = program.end_window(jax.device_get(fed))
+    np.testing.assert_array_equal(ended.metric.diagonal[0], np.asarray(states.metric.diagonal[0]))
+    assert np.all(ended.metric.diagonal[1] != np.asarray(states.metric.diagonal[1]))
+    np.testing.assert_array_equal(ended.mass_matrix_adaptation.count, 0.0)
+    assert program.window_ends == tuple(end - 1 for _, end in nuts_schedule(60).windows)
+
+
+def welford_window(count):
+    """A diagonal window fed ``count`` draws ``0, 1, ..., count - 1`` on every coordinate."""
+    from hiddenjax.samplers.mass_matrix import welford_variance
+
+    adapt = welford_variance()
+
+    def body(i, state):
+        return adapt.update(state, jnp.full(3, i, jnp.float64), None)
+
+    return jax.lax.fori_loop(0, count, body, adapt.init(3))
