@@ -19,8 +19,7 @@ every warmup step.
 (chains). A window end is a few times per run, and the decompositions it needs
 are what LAPACK does best: in the chunk program they had to be plain-JAX
 loops (LAPACK calls put a CPU run on one device) that took 17 to 21 ms per
-chain at 89 dimensions and about a fifth of the chunk program's XLA compile
-time (docs/execution.md).
+chain at 89 dimensions, against 2 to 4 ms here (docs/execution.md).
 
 * ``welford_variance`` (``"diag"``): Stan's diagonal, the variance of the
   window's draws shrunk towards ``1e-3``: ``var n/(n+5) + 1e-3 * 5/(n+5)``.
@@ -45,10 +44,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 from jax.typing import ArrayLike
-
-import numpy as np
 
 from hiddenjax.samplers.metrics import Metric, diagonal_metric
 
