@@ -162,7 +162,7 @@ def measure_time(model_name: str, cfg: Config, draws_path: str | None = None) ->
     if draws_path:
         np.savez(draws_path, **{k: v.values for k, v in idata.posterior.data_vars.items()})
     return {"wall_s": wall, "loop_s": clock.loop_s, "chunks": len(clock.chunks),
-            "chunk_size": max(clock.chunks), "compile_s": float(attrs["compile_time"]),
+            "chunk_size": int(attrs["chunk_size"]), "compile_s": float(attrs["compile_time"]),
             "sampling_s": float(attrs["sampling_time"])}
 
 
@@ -249,7 +249,7 @@ def measure_memory(dim: int, cfg: Config) -> dict:
     return {"dim": dim, "rss_before_mb": before, "ready_mb": rss.peak(hi=clock.ready),
             "loop_peak_mb": rss.peak(lo=clock.ready), "peak_rss_mb": peak_rss_mb(),
             "posterior_mb": posterior / 2**20, "wall_s": wall,
-            "chunk_size": max(clock.chunks), "chunks": len(clock.chunks),
+            "chunk_size": int(idata.posterior.attrs["chunk_size"]), "chunks": len(clock.chunks),
             "device_mb": {k: v / 2**20 for k, v in clock.device_bytes().items()}}
 
 
@@ -402,8 +402,9 @@ def markdown(results: dict) -> str:
         "**loop** runs from the compiled chunk program being ready to the last chunk's draws on "
         "the host: every chunk call, device-to-host copy and chunk boundary, no compilation. "
         "**wall** is the whole `hj.sample` call, compilation included. Overhead is against "
-        "the single compiled loop (`chunk_size = tune + draws`).", "",
-        "| model | chunking | chunk size | chunks | loop (s) | loop overhead | wall (s) "
+        "the single compiled loop (`chunk_size = tune + draws`). **calls** counts the chunk "
+        "calls, which also stop after each warmup window's end.", "",
+        "| model | chunking | chunk size | calls | loop (s) | loop overhead | wall (s) "
         "| wall overhead | loop, each repeat (s) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -442,7 +443,7 @@ def _memory_section(results: dict) -> list[str]:
         "RSS before the call. **device per chunk call**: XLA's memory analysis of the compiled "
         "chunk program (arguments + outputs + temporaries, per device), what a GPU would hold "
         "at once; **draws out** is the outputs part.", "",
-        "| draws | chunking | chunk size | chunks | posterior | setup | loop growth "
+        "| draws | chunking | chunk size | calls | posterior | setup | loop growth "
         "| peak added | device per chunk call | draws out |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -53,7 +53,9 @@ def test_chunking_compares_draws_times_and_memory(tmp_path):
 
     results = chunking.report(args, timing, [memory], machine())
 
-    assert [(r["chunk_size"], r["chunks"]) for r in timing] == [(40, 1), (10, 4)]
+    # Calls also stop after the warmup window's end (20 tuning steps: its one window
+    # ends at step 17), where its metric is computed on the host.
+    assert [(r["chunk_size"], r["chunks"]) for r in timing] == [(40, 2), (10, 5)]
     assert results["identity"] == [{"model": "eight_schools", "chunking": "small",
                                     "max_abs_diff": 0.0, "identical": True}]
     small = next(r for r in results["timing"] if r["chunking"] == "small")
