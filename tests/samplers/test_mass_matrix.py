@@ -186,7 +186,6 @@ def test_geometric_mean_solves_sigma_b_sigma_equals_a(n_dim, n_draws):
     np.testing.assert_allclose(vectors.T @ vectors, np.eye(n_dim), atol=1e-12)
 
 
-
 def _assert_within_ridge_and_cutoff(covariance, metric, n_draws):
     """The low-rank metric matches ``covariance`` up to the cutoff and the ridge's bias.
 
@@ -285,10 +284,11 @@ def test_metric_has_one_shape_and_type_for_start_and_final(scheme):
     adapt = ADAPTATIONS[scheme](5, 50)
     start = adapt.start(jnp.ones(5), jnp.full(5, 2.0))
     draws, gradients = _gaussian_window(_spiked_covariance(5), 50)
-    final = _low_rank_final(adapt, draws, gradients)
+    final = adapt.final(_accumulate_pairs(adapt, draws, gradients))
     assert jax.tree.structure(start) == jax.tree.structure(final)
     for a, b in zip(start, final, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(start.values, 1.0)  # the start has no correction
 
 
 @pytest.mark.parametrize("scheme", sorted(ADAPTATIONS))
