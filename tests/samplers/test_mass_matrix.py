@@ -437,3 +437,19 @@ def test_update_when_inactive_and_restart_leave_the_window_as_a_fresh_one(scheme
     assert float(restarted.count) == float(fresh.count) == len(second)
     for a, b in zip(adapt.final(restarted), adapt.final(fresh), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_geometric_mean_of_a_batch_marks_only_the_chain_whose_b_has_no_factor():
+    # One chain's gradient covariance is indefinite: LAPACK refuses the whole batch, so
+    # the matrices are factored one at a time and only that chain's eigenvalues are NaN.
+    rng = np.random.default_rng(4)
+    mix = rng.normal(size=(3, 3))
+    a = np.stack([mix @ mix.T + np.eye(3)] * 2)
+    b = np.stack([np.eye(3) * 2.0, np.diag([1.0, -1.0, 1.0])])
+    values, vectors = _geometric_mean_eigh(a, b)
+    assert np.all(np.isnan(values[1]))
+    single, _ = _geometric_mean_eigh(a[0], b[0])
+    np.testing.assert_allclose(values[0], single, rtol=1e-12)
+    # sigma b sigma = a with b = 2 I: sigma = (a / 2)^1/2.
+    np.testing.assert_allclose(values[0], np.sqrt(np.linalg.eigvalsh(a[0]) / 2.0), rtol=1e-12)
+    assert np.all(np.isfinite(vectors))
