@@ -1,4 +1,4 @@
-"""Where the time of JAX's float64 normal draws goes, per draw.
+"""Where the time of float64 normal draws goes, per draw: JAX's and hiddenjax's.
 
 Usage::
 
@@ -7,12 +7,13 @@ Usage::
 Posterior-predictive sampling of a model with many observations is mostly
 drawing: 4 chains x 1000 draws x 1000 observations are 4 million normals.
 This times, jitted on one device, best of ``--repeats``: ``jax.random.normal``
-in float64 and float32, the random bits alone (threefry, 32 and 64 bits a draw),
-the inverse error function alone (what turns bits into a normal), and, for
-scale, a counter-based 64-bit hash (splitmix64's finaliser: what another
-generator's bits would cost) and a Box-Muller transform of its bits. Prints
-nanoseconds per draw; nothing is written. The counter hash is a yardstick only:
-hiddenjax draws with JAX's generator.
+in float64 and float32 from threefry keys, the random bits alone (threefry and
+SplitMix64, hiddenjax's generator of forward draws, 32 and 64 bits a draw),
+the two quantile functions that turn bits into a normal (JAX's ``erf_inv`` and
+hiddenjax's AS241 ``normal_quantile``), hiddenjax's whole normal draw
+(``standard_normal`` from a SplitMix64 key, as forward draws make it), and, for
+scale, a Box-Muller transform of SplitMix64 bits. Prints nanoseconds per draw;
+nothing is written.
 """
 
 from __future__ import annotations
@@ -21,19 +22,11 @@ import argparse
 import time
 
 
-def _splitmix(seed, n: int):
+def _box_muller(key, n: int):
+    import jax
     import jax.numpy as jnp
 
-    z = seed + (jnp.arange(n, dtype=jnp.uint64) + jnp.uint64(1)) * jnp.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> jnp.uint64(30))) * jnp.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> jnp.uint64(27))) * jnp.uint64(0x94D049BB133111EB)
-    return z ^ (z >> jnp.uint64(31))
-
-
-def _box_muller(seed, n: int):
-    import jax.numpy as jnp
-
-    z = _splitmix(seed, n)
+    z = jax.random.bits(key, (n,), jnp.uint64)
     u1 = ((z >> jnp.uint64(32)).astype(jnp.float64) + 1.0) / 4294967297.0
     u2 = (z & jnp.uint64(0xFFFFFFFF)).astype(jnp.float64) / 4294967296.0
     return jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(2.0 * jnp.pi * u2)
@@ -45,17 +38,25 @@ def measure(draws: int, repeats: int) -> dict[str, float]:
     import jax.numpy as jnp
     from jax import lax
 
-    import hiddenjax  # noqa: F401  (float64, as in hj.sample_posterior_predictive)
+    from hiddenjax.compile.prng import forward_key, normal_quantile, standard_normal
+    from hiddenjax.execution.devices import configure
 
+    configure("float64")  # as in hj.sample_posterior_predictive
     key = jax.random.key(0)
+    splitmix = forward_key(jax.numpy.zeros(2, jnp.uint32))
+    probabilities = jnp.linspace(0.0005, 0.9995, draws)
     stages = {
         "normal float64": (lambda k: jax.random.normal(k, (draws,), jnp.float64), key),
         "normal float32": (lambda k: jax.random.normal(k, (draws,), jnp.float32), key),
         "threefry bits, 64 a draw": (lambda k: jax.random.bits(k, (draws,), jnp.uint64), key),
         "threefry bits, 32 a draw": (lambda k: jax.random.bits(k, (draws,), jnp.uint32), key),
-        "erf_inv float64": (lax.erf_inv, jnp.linspace(-0.999, 0.999, draws)),
-        "splitmix64 hash (yardstick)": (lambda s: _splitmix(s, draws), jnp.uint64(1)),
-        "Box-Muller of the hash": (lambda s: _box_muller(s, draws), jnp.uint64(1)),
+        "splitmix64 bits, 64 a draw": (lambda k: jax.random.bits(k, (draws,), jnp.uint64),
+                                       splitmix),
+        "erf_inv float64": (lambda p: lax.erf_inv(2 * p - 1), probabilities),
+        "AS241 quantile float64": (normal_quantile, probabilities),
+        "hiddenjax normal float64": (lambda k: standard_normal(k, (draws,), jnp.float64),
+                                     splitmix),
+        "Box-Muller of splitmix64 bits": (lambda k: _box_muller(k, draws), splitmix),
     }
     out = {}
     for name, (fn, arg) in stages.items():

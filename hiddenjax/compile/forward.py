@@ -2,8 +2,9 @@
 
 A :class:`~hiddenjax.model.predictive.DrawGraph` is lowered to
 ``fn(key, values, data) -> (outputs, checks)``. The random key is an explicit
-argument: it is split into one key per random generator of the graph, and
-each is handed to PyTensor's random-variable lowerings as the generator state
+argument, a raw ``uint32[2]`` key read with the SplitMix64 generator
+(:mod:`~hiddenjax.compile.prng`): it is split into one key per random generator
+of the graph, and each is handed to PyTensor's random-variable lowerings as the generator state
 they read (``{"jax_state": key}``). Draws are therefore a pure function of the
 key, so they vectorise over posterior draws with ``vmap`` and are reproducible.
 """
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hiddenjax.compile.model_functions import lower
+from hiddenjax.compile.prng import forward_key
 from hiddenjax.model.predictive import DrawGraph
 
 
@@ -49,7 +51,7 @@ def lower_draw_graph(graph: DrawGraph) -> DrawFunction:
     dtypes = [v.dtype for v in graph.outputs]
 
     def draw(key, values, data):
-        keys = jax.random.split(key, n_rngs) if n_rngs else ()
+        keys = jax.random.split(forward_key(key), n_rngs) if n_rngs else ()
         rngs = [{"jax_state": keys[i]} for i in range(n_rngs)]
         result = lowered(*rngs, *values, *data)
         outputs = tuple(jnp.asarray(r, dtype) for r, dtype in zip(result[:n_out], dtypes))

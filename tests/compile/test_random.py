@@ -1,4 +1,5 @@
-"""hiddenjax's JAX samplers draw from the same distributions as PyTensor's C backend.
+"""hiddenjax's JAX samplers draw from the same distributions as PyTensor's C backend,
+from threefry keys (PyTensor's, in ``pm.draw``) and from SplitMix64 keys (forward draws).
 
 Two-sample Kolmogorov-Smirnov test per scalar component at a fixed seed; with
 2000 draws a correct sampler fails at alpha = 1e-3 once in a thousand seeds.
@@ -57,6 +58,35 @@ CASES = {
 }
 
 
+PYTENSOR_CASES = {
+    "normal": lambda: pm.Normal.dist(1.0, 2.0, size=N),
+    "half_normal": lambda: pm.HalfNormal.dist(1.5, size=N),
+    "lognormal": lambda: pm.LogNormal.dist(0.3, 0.8, size=N),
+    "poisson": lambda: pm.Poisson.dist(np.array([0.5, 4.0, 30.0]), size=(N, 3)),
+    "negative_binomial": lambda: pm.NegativeBinomial.dist(mu=3.0, alpha=2.0, size=N),
+    "beta": lambda: pm.Beta.dist(2.0, 5.0, size=N),
+    "dirichlet": lambda: pm.Dirichlet.dist(np.array([1.0, 2.0, 3.0]), size=N),
+    "mv_normal": lambda: pm.MvNormal.dist(np.zeros(2), np.array([[1.0, 0.6], [0.6, 2.0]]),
+                                          size=N),
+    "bernoulli": lambda: pm.Bernoulli.dist(0.3, size=N),
+    "exponential": lambda: pm.Exponential.dist(2.0, size=N),
+    "uniform": lambda: pm.Uniform.dist(-1.0, 3.0, size=N),
+    "laplace": lambda: pm.Laplace.dist(0.5, 2.0, size=N),
+    "logistic": lambda: pm.Logistic.dist(0.5, 2.0, size=N),
+    "gumbel": lambda: pm.Gumbel.dist(0.5, 2.0, size=N),
+    "half_cauchy": lambda: pm.HalfCauchy.dist(1.0, size=N),
+    "multinomial": lambda: pm.Multinomial.dist(10, np.array([0.2, 0.3, 0.5]), size=N),
+    "von_mises": lambda: pm.VonMises.dist(0.5, 2.0, size=N),
+    "inverse_gamma": lambda: pm.InverseGamma.dist(3.0, 2.0, size=N),
+    "geometric": lambda: pm.Geometric.dist(0.3, size=N),
+    "beta_binomial": lambda: pm.BetaBinomial.dist(2.0, 3.0, 10, size=N),
+    "zero_inflated_negative_binomial": lambda: pm.ZeroInflatedNegativeBinomial.dist(
+        psi=0.7, mu=3.0, alpha=2.0, size=N),
+}
+"""Random variables drawn by PyTensor's own JAX samplers (with hiddenjax's Normal and
+Poisson), for the forward-draw test below."""
+
+
 def _draws(rv, mode):
     with warnings.catch_warnings():
         warnings.simplefilter("error", HostCallbackWarning)  # drawn in JAX, not on the host
@@ -68,6 +98,21 @@ def _draws(rv, mode):
 def test_draws_agree_with_c_backend(name):
     rv = CASES[name]()
     _assert_same_distribution(name, _draws(rv, "HIDDENJAX"), _draws(rv, "FAST_RUN"))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_forward_draws_agree_with_c_backend():
+    # Forward draws (predictive sampling) read their keys with SplitMix64
+    # (hiddenjax.compile.prng): every sampler, hiddenjax's and PyTensor's, takes them.
+    import hiddenjax as hj
+
+    cases = {**CASES, **PYTENSOR_CASES}
+    with pm.Model() as model:
+        for name, make in cases.items():
+            model.register_rv(make(), name)
+    prior = hj.sample_prior_predictive(draws=1, model=model, random_seed=11).prior
+    for name, make in cases.items():
+        _assert_same_distribution(name, prior[name].values, _draws(make(), "FAST_RUN"))
 
 
 _W = np.array([[0, 1, 1, 0], [1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 0]])

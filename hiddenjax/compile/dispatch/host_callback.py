@@ -156,6 +156,8 @@ def _callback_random_variable(op: RandomVariable, node: Apply):
     def host_random_variable(rng, size_value, *params):
         key, sampling_key = jax.random.split(rng["jax_state"], 2)
         rng["jax_state"] = key
+        if jax.dtypes.issubdtype(sampling_key.dtype, jax.dtypes.prng_key):
+            sampling_key = jax.random.key_data(sampling_key)  # a typed key (forward draws)
         sample = jax.pure_callback(draw, result, sampling_key, *params, vmap_method="sequential")
         return rng, sample
 
