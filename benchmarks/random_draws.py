@@ -38,12 +38,12 @@ def measure(draws: int, repeats: int) -> dict[str, float]:
     import jax.numpy as jnp
     from jax import lax
 
-    from hiddenjax.compile.prng import forward_key, normal_quantile, standard_normal
+    from hiddenjax.compile.prng import splitmix_key, normal_quantile, standard_normal
     from hiddenjax.execution.devices import configure
 
     configure("float64")  # as in hj.sample_posterior_predictive
     key = jax.random.key(0)
-    splitmix = forward_key(jax.numpy.zeros(2, jnp.uint32))
+    splitmix = splitmix_key(jax.numpy.zeros(2, jnp.uint32))
     probabilities = jnp.linspace(0.0005, 0.9995, draws)
     stages = {
         "normal float64": (lambda k: jax.random.normal(k, (draws,), jnp.float64), key),

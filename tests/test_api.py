@@ -164,10 +164,12 @@ def test_chain_methods_are_checked_and_agree():
     with pytest.raises(ValueError, match="chain_method='parallel'"):
         hj.sample(model=model, chain_method="parallel", **FAST)
     # Without warmup, whose adaptation would amplify last-bit differences into other
-    # trajectories: same keys and arithmetic, so the same draws up to rounding
-    # (measured: 3e-16).
+    # trajectories: same keys and arithmetic, so the same draws up to rounding, which
+    # the trajectories still amplify step by step (measured: 2e-16 over the first 10
+    # draws, 7e-12 by the 30th). Other keys or arithmetic differ by order one.
     run = {**FAST, "tune": 0, "draws": 30}
     sequential = hj.sample(model=model, random_seed=2, chain_method="sequential", **run)
     vectorized = hj.sample(model=model, random_seed=2, chain_method="vectorized", **run)
-    np.testing.assert_allclose(sequential.posterior["a"], vectorized.posterior["a"],
-                               rtol=0, atol=1e-12)
+    a_sequential, a_vectorized = sequential.posterior["a"], vectorized.posterior["a"]
+    np.testing.assert_allclose(a_sequential[:, :10], a_vectorized[:, :10], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(a_sequential, a_vectorized, rtol=0, atol=1e-8)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hiddenjax.compile.model_functions import lower
-from hiddenjax.compile.prng import forward_key
+from hiddenjax.compile.prng import splitmix_key
 from hiddenjax.model.predictive import DrawGraph
 
 
@@ -51,7 +51,7 @@ def lower_draw_graph(graph: DrawGraph) -> DrawFunction:
     dtypes = [v.dtype for v in graph.outputs]
 
     def draw(key, values, data):
-        keys = jax.random.split(forward_key(key), n_rngs) if n_rngs else ()
+        keys = jax.random.split(splitmix_key(key), n_rngs) if n_rngs else ()
         rngs = [{"jax_state": keys[i]} for i in range(n_rngs)]
         result = lowered(*rngs, *values, *data)
         outputs = tuple(jnp.asarray(r, dtype) for r, dtype in zip(result[:n_out], dtypes))

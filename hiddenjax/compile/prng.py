@@ -1,18 +1,21 @@
-"""The random-bit generator of forward draws: SplitMix64, counter-based.
+"""hiddenjax's random-bit generator: SplitMix64, counter-based.
 
 Forward programs (prior and posterior predictive draws) are mostly drawing:
 4 chains x 1000 draws of 1000 observations are 4 million normals. JAX's default
 generator, threefry, makes the 64 random bits of a float64 normal in about
-7.5 ns on this project's CPU, half of the normal's 15.6 ns; the other half is
-the inverse error function (``python -m benchmarks.random_draws``).
+8 ns on this project's CPU, half of the normal's 14 ns; the other half is the
+quantile that turns bits into a normal (``python -m benchmarks.random_draws``).
 SplitMix64 (Steele, Lea and Flood 2014; Java's ``SplittableRandom``) makes
 them in about 0.2 ns: output ``i`` of the stream seeded at ``s`` is
 ``mix64(s + i * GAMMA)``, a bijective 64-bit finaliser of a Weyl sequence,
 which passes the BigCrush test battery. Being counter-based, it vectorises
 like threefry: a key's bits are a pure function of the key and the index.
+Its few operations also make smaller programs than threefry's twenty rounds,
+which XLA compiles faster: the sampler's chains draw with it too (momenta,
+directions, one uniform a leaf).
 
 A key is the same ``uint32[2]`` as a raw JAX key, read as one 64-bit seed, so
-callers keep passing raw keys; :func:`forward_key` gives them this generator
+callers keep passing raw keys; :func:`splitmix_key` gives them this generator
 inside a program. Splitting and folding in mix the seed with a constant of
 their own, so a child's stream is not a shift of its parent's.
 """
@@ -139,7 +142,7 @@ def standard_normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
     return normal_quantile(u).astype(dtype)
 
 
-def forward_key(raw: jax.Array) -> jax.Array:
+def splitmix_key(raw: jax.Array) -> jax.Array:
     """A raw ``uint32[2]`` key as a typed key of :data:`SPLITMIX64`."""
     return jax.random.wrap_key_data(jnp.asarray(raw, jnp.uint32), impl=SPLITMIX64)
 

@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from hiddenjax.compile.prng import splitmix_key
 from hiddenjax.execution import background, prefetch, program_cache
 from hiddenjax.execution.checkpoint import Checkpoint, load, save
 from hiddenjax.execution.devices import check_chain_method, pool_safe_devices
@@ -173,7 +174,7 @@ def _step_fn(program_factory, fns: ChainFunctions):
 
     def step(state, step_index, chain_key, data):
         program = program_factory(lambda theta: fns.logdensity(theta, data))
-        key = jax.random.fold_in(chain_key, step_index)
+        key = jax.random.fold_in(splitmix_key(chain_key), step_index)
         state, info = program.step(key, state, step_index)
         position = program.position(state)
         values = fns.constrain(position, data)
@@ -646,7 +647,9 @@ def chain_keys(seed: int, chains: int) -> np.ndarray:
 
     Chain ``c``'s key is ``jax.random.fold_in(jax.random.PRNGKey(seed), c)``,
     computed on the host with numpy: as JAX operations these few scalars
-    would cost a compilation each in a new process (about 0.1 s).
+    would cost a compilation each in a new process (about 0.1 s). The chunk
+    program reads it as a SplitMix64 key (:mod:`hiddenjax.compile.prng`) and
+    folds in the step's index.
     """
     seed = int(seed) & 0xFFFF_FFFF_FFFF_FFFF  # PRNGKey reads the seed as 64 bits
     key = (np.uint32(seed >> 32), np.uint32(seed & 0xFFFF_FFFF))

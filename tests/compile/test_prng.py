@@ -39,7 +39,7 @@ def _reference_splitmix64(seed: int, n: int) -> list[int]:
 
 def _bits(raw, shape, bit_width=64):
     dtype = {64: jnp.uint64, 32: jnp.uint32, 8: jnp.uint8}[bit_width]
-    return np.asarray(jax.random.bits(prng.forward_key(jnp.asarray(raw, jnp.uint32)), shape, dtype))
+    return np.asarray(jax.random.bits(prng.splitmix_key(jnp.asarray(raw, jnp.uint32)), shape, dtype))
 
 
 def test_bits_are_the_published_splitmix64_stream():
@@ -72,7 +72,7 @@ def _uniforms(key, n):
 
 def test_split_and_folded_keys_give_uncorrelated_streams():
     n = 50_000
-    key = prng.forward_key(jnp.asarray([5, 6], jnp.uint32))
+    key = prng.splitmix_key(jnp.asarray([5, 6], jnp.uint32))
     children = jax.random.split(key, 3)
     streams = [_uniforms(key, n), *(_uniforms(k, n) for k in children),
                _uniforms(jax.random.fold_in(key, 0), n), _uniforms(jax.random.fold_in(key, 1), n)]
@@ -115,7 +115,7 @@ def test_standard_normal_is_exactly_symmetric_and_bounded():
 def test_standard_normal_draws_are_standard_normal(raw_key):
     n = 200_000
     key = jnp.asarray([8, 9], jnp.uint32)
-    key = key if raw_key else prng.forward_key(key)  # threefry keys work too
+    key = key if raw_key else prng.splitmix_key(key)  # threefry keys work too
     x = np.asarray(prng.standard_normal(key, (n,), jnp.float64))
     assert stats.kstest(x, "norm").pvalue > ALPHA
     assert abs(x.mean()) * np.sqrt(n) < Z
@@ -124,7 +124,7 @@ def test_standard_normal_draws_are_standard_normal(raw_key):
 
 
 def test_float32_draws_are_rounded_float64_draws():
-    key = prng.forward_key(jnp.asarray([1, 2], jnp.uint32))
+    key = prng.splitmix_key(jnp.asarray([1, 2], jnp.uint32))
     x32 = prng.standard_normal(key, (100,), jnp.float32)
     assert x32.dtype == jnp.float32
     np.testing.assert_array_equal(
@@ -132,7 +132,7 @@ def test_float32_draws_are_rounded_float64_draws():
 
 
 def test_poisson_reads_a_splitmix_key_as_threefry():
-    key = prng.forward_key(jnp.asarray([1, 2], jnp.uint32))
+    key = prng.splitmix_key(jnp.asarray([1, 2], jnp.uint32))
     assert jax.random.key_impl(prng.as_threefry(key)) == jax.random.key_impl(jax.random.key(0))
     raw = jnp.asarray([1, 2], jnp.uint32)
     assert prng.as_threefry(raw) is raw
