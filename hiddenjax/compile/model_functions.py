@@ -51,9 +51,11 @@ def lower(inputs: Sequence[Variable], outputs: Sequence[Variable], strict: bool 
     from pytensor.link.jax.dispatch import jax_funcify
 
     from hiddenjax.compile.preflight import make_lowerable
+    from hiddenjax.compile.rewrites import merge_duplicate_random_variables
 
     fgraph = FunctionGraph(inputs=list(inputs), outputs=list(outputs), clone=True)
     hiddenjax_mode().optimizer.rewrite(fgraph)
+    merge_duplicate_random_variables(fgraph)
     make_lowerable(fgraph, strict=strict)
     LoweringStats.lowered += 1
     return jax_funcify(fgraph)

@@ -16,6 +16,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.fg import Output
 from pytensor.graph.rewriting.basic import dfs_rewriter, in2out, node_rewriter
 from pytensor.tensor.blockwise import Blockwise
+from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.basic import Alloc, get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
@@ -413,3 +414,32 @@ for _rewrite in (drop_abs_of_nonnegative, drop_sign_beside_power, merge_powers_o
     # Inside canonicalisation too, so PyTensor's own rewrites tidy the results
     # (``x ** 1``, ``log`` of a power) and fusion sees none of the removed Ops.
     optdb["canonicalize"].register(f"hiddenjax_{_rewrite.__name__}", _rewrite, TAG)
+
+
+def merge_duplicate_random_variables(fgraph) -> None:
+    """Make random variables that read the same generator with the same parameters
+    one node, in place.
+
+    PyTensor's rewrites can leave two copies of such a node: LKJCorr's inlined
+    inner graph does, and PyTensor's merge rewrite keeps them apart. They mean
+    the same draws, but PyTensor's JAX lowering hands each generator state to
+    its random variables as a dict that a draw updates in place, so a second
+    copy would read the state the first left and draw other values: LKJCorr's
+    correlations then came out with the wrong distribution. Merging a copy
+    merges the variables drawn from its next state too, so this repeats until
+    none is left.
+    """
+    while True:
+        seen: dict = {}
+        for node in fgraph.toposort():
+            if not isinstance(node.op, RandomVariable):
+                continue
+            key = (node.op, tuple(i.signature() if isinstance(i, Constant) else i
+                                  for i in node.inputs))
+            if key in seen:
+                fgraph.replace_all(list(zip(node.outputs, seen[key].outputs)),
+                                   reason="merge_duplicate_random_variables")
+                break
+            seen[key] = node
+        else:
+            return

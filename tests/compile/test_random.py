@@ -82,6 +82,9 @@ PYTENSOR_CASES = {
     "beta_binomial": lambda: pm.BetaBinomial.dist(2.0, 3.0, 10, size=N),
     "zero_inflated_negative_binomial": lambda: pm.ZeroInflatedNegativeBinomial.dist(
         psi=0.7, mu=3.0, alpha=2.0, size=N),
+    # Its inlined inner graph leaves duplicate random variables (see
+    # merge_duplicate_random_variables).
+    "lkj_corr": lambda: pm.LKJCorr.dist(n=4, eta=2.0, size=N),
 }
 """Random variables drawn by PyTensor's own JAX samplers (with hiddenjax's Normal and
 Poisson), for the forward-draw test below."""

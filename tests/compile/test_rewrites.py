@@ -315,3 +315,28 @@ def test_log_keeps_a_shared_exp_and_non_positive_factors():
     assert np.all(np.isneginf(pytensor.function([v, s], pt.log(pt.exp(v) * s),
                                                 mode="HIDDENJAX")(v_values, 0.0)))
     oracle.assert_matches_c([v, s], [out], [v_values, np.array(0.7)], rtol=1e-12, atol=0)
+
+
+def test_duplicate_random_variables_become_one_node_and_draw_alike():
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.tensor.random.op import RandomVariable
+
+    from hiddenjax.compile.model_functions import lower
+    from hiddenjax.compile.rewrites import merge_duplicate_random_variables
+
+    rng = pytensor.shared(np.random.default_rng(0)).type()
+    # Two copies of a draw and of the draw made from each copy's next state, as
+    # rewrites can leave them: the same values by PyTensor's semantics.
+    copies = [pt.random.normal(np.zeros(3), np.ones(3), rng=rng).owner.outputs for _ in range(2)]
+    chained = [pt.random.normal(np.full(3, 5.0), np.ones(3), rng=next_rng)
+               for next_rng, _ in copies]
+    outputs = [copies[0][1], copies[1][1], *chained]
+    fgraph = FunctionGraph([rng], outputs, clone=True)
+    merge_duplicate_random_variables(fgraph)
+    assert sum(isinstance(n.op, RandomVariable) for n in fgraph.apply_nodes) == 2
+
+    draw = lower([rng], outputs)
+    a, b, c, d = draw({"jax_state": jax.random.PRNGKey(1)})
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(c, d)
+    assert not np.allclose(c - 5.0, a)
