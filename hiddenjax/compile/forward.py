@@ -3,9 +3,9 @@
 A :class:`~hiddenjax.model.predictive.DrawGraph` is lowered to
 ``fn(key, values, data) -> (outputs, checks)``. The random key is an explicit
 argument, a raw ``uint32[2]`` key read with the SplitMix64 generator
-(:mod:`~hiddenjax.compile.prng`): it is split into one key per random generator
-of the graph, and each is handed to PyTensor's random-variable lowerings as the generator state
-they read (``{"jax_state": key}``). Draws are therefore a pure function of the
+(:mod:`~hiddenjax.compile.prng`): it is split into one key per random
+generator of the graph, and each is handed to PyTensor's random-variable
+lowerings as the generator state they read (``{"jax_state": key}``). Draws are therefore a pure function of the
 key, so they vectorise over posterior draws with ``vmap`` and are reproducible.
 """
 
