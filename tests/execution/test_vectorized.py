@@ -29,6 +29,8 @@ def test_same_draws_whatever_the_chunk_size_or_devices(values):
     key = jax.random.PRNGKey(3)
     whole = map_over_draws(noisy_square, values, (0.5,), n_draws=37, seed_key=key)
     assert whole.outputs[0].shape == (37, 3) and whole.outputs[1].shape == (37,)
+    for array in (*whole.outputs, *whole.checks):  # host arrays of their own, as numpy's
+        assert isinstance(array, np.ndarray) and array.flags.writeable and array.flags.c_contiguous
     for chunk_size in (1, 5, 16):
         chunked = map_over_draws(noisy_square, values, (0.5,), n_draws=37, seed_key=key,
                                  chunk_size=chunk_size)
