@@ -50,6 +50,26 @@ def hierarchical(n_obs: int = 200, n_groups: int = 8) -> pm.Model:
     return model
 
 
+def counts(likelihood: str, n_obs: int = 1000) -> pm.Model:
+    """A log-link count regression: Poisson or negative binomial; its rates run from
+    about 0.5 to 30, so both of hiddenjax's Poisson samplers (inversion below 10,
+    rejection above) take part."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=n_obs)
+    y = rng.poisson(np.exp(1.5 + 0.6 * x))
+    with pm.Model(coords={"obs": np.arange(n_obs)}) as model:
+        x_data = pm.Data("x", x, dims="obs")
+        intercept = pm.Normal("intercept", 1.5, 0.1)
+        slope = pm.Normal("slope", 0.6, 0.05)
+        rate = pm.math.exp(intercept + slope * x_data)
+        if likelihood == "poisson":
+            pm.Poisson("y", rate, observed=y, dims="obs")
+        else:
+            pm.NegativeBinomial("y", mu=rate, alpha=pm.Gamma("alpha", 20.0, 2.0), observed=y,
+                                dims="obs")
+    return model
+
+
 def posterior(model: pm.Model, chains: int = 4, draws: int = 1000) -> az.InferenceData:
     prior = pm.sample_prior_predictive(chains * draws, model=model, random_seed=1)
     parts = [prior.prior.isel(draw=slice(c * draws, (c + 1) * draws)).assign_coords(draw=np.arange(draws))
@@ -93,6 +113,8 @@ def main() -> None:
     for n_obs in (10, 100, 1000):
         compare(f"regression, {n_obs:>4} obs", regression(n_obs))
     compare("hierarchical StudentT, 200 obs", hierarchical())
+    compare("Poisson regression, 1000 obs", counts("poisson"))
+    compare("negative binomial regression, 1000 obs", counts("negative_binomial"))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,19 @@ CASES = {
     "gamma": lambda: pm.Gamma.dist(alpha=np.array([0.2, 1.0, 7.5]), beta=2.0, size=(N, 3)),
     "student_t": lambda: pm.StudentT.dist(nu=np.array([0.7, 3.0, 40.0]), mu=1.0, sigma=2.0,
                                           size=(N, 3)),
+    # Log-space gamma ratios: shapes whose gamma draws underflow, too.
+    "beta": lambda: pm.Beta.dist(alpha=np.array([2.0, 0.05, 0.5]), beta=np.array([5.0, 0.08, 40.0]),
+                                 size=(N, 3)),
+    "dirichlet": lambda: pm.Dirichlet.dist(np.array([0.3, 1.0, 5.0]), size=N),
+    # Inversion below a rate of 10, PTRS from 10 up.
+    "poisson": lambda: pm.Poisson.dist(np.array([0.01, 0.5, 4.0, 9.99, 10.0, 30.0, 1e5]),
+                                       size=(N, 7)),
+    "negative_binomial": lambda: pm.NegativeBinomial.dist(
+        mu=np.array([0.5, 3.0, 40.0]), alpha=np.array([0.5, 2.0, 10.0]), size=(N, 3)),
+    # Inversion below n * min(p, 1 - p) = 10, BTRS above; p above 1/2 mirrored.
+    "binomial_small_and_large": lambda: pm.Binomial.dist(
+        n=np.array([3, 30, 200, 100_000, 50]), p=np.array([0.3, 0.9, 0.4, 0.01, 1.0]),
+        size=(N, 5)),
 }
 
 
@@ -62,10 +75,6 @@ PYTENSOR_CASES = {
     "normal": lambda: pm.Normal.dist(1.0, 2.0, size=N),
     "half_normal": lambda: pm.HalfNormal.dist(1.5, size=N),
     "lognormal": lambda: pm.LogNormal.dist(0.3, 0.8, size=N),
-    "poisson": lambda: pm.Poisson.dist(np.array([0.5, 4.0, 30.0]), size=(N, 3)),
-    "negative_binomial": lambda: pm.NegativeBinomial.dist(mu=3.0, alpha=2.0, size=N),
-    "beta": lambda: pm.Beta.dist(2.0, 5.0, size=N),
-    "dirichlet": lambda: pm.Dirichlet.dist(np.array([1.0, 2.0, 3.0]), size=N),
     "mv_normal": lambda: pm.MvNormal.dist(np.zeros(2), np.array([[1.0, 0.6], [0.6, 2.0]]),
                                           size=N),
     "bernoulli": lambda: pm.Bernoulli.dist(0.3, size=N),
@@ -86,8 +95,8 @@ PYTENSOR_CASES = {
     # merge_duplicate_random_variables).
     "lkj_corr": lambda: pm.LKJCorr.dist(n=4, eta=2.0, size=N),
 }
-"""Random variables drawn by PyTensor's own JAX samplers (with hiddenjax's Normal and
-Poisson), for the forward-draw test below."""
+"""Random variables drawn by PyTensor's own JAX samplers (with hiddenjax's Normal), for
+the forward-draw test below."""
 
 
 def _draws(rv, mode):
@@ -148,3 +157,18 @@ def _assert_same_distribution(name, jx, c):
             continue
         p = stats.ks_2samp(c[:, k], jx[:, k]).pvalue
         assert p > ALPHA, f"{name}[{k}]: KS p-value {p:.2g}"
+
+
+@pytest.mark.parametrize("shape", [0.3, 1.0, 4.5])
+def test_gamma_sampler_draws_gamma(shape):
+    # Tens of thousands of entries: the first proposals leave hundreds to redraw.
+    import jax
+    import jax.numpy as jnp
+
+    from hiddenjax.compile.dispatch.random import standard_gamma
+    from hiddenjax.compile.prng import splitmix_key
+
+    key = splitmix_key(jnp.asarray([4, 2], jnp.uint32))
+    x = np.asarray(jax.jit(standard_gamma, static_argnums=2)(
+        key, jnp.full(30_000, shape), jnp.float64))
+    assert stats.kstest(x, stats.gamma(shape).cdf).pvalue > ALPHA

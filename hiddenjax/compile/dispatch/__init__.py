@@ -7,6 +7,7 @@ pre-flight (:mod:`hiddenjax.compile.preflight`).
 """
 
 from hiddenjax.compile.dispatch import (  # noqa: F401  (registration side effects)
+    counts,
     host_callback,
     linalg,
     loop,

@@ -1,10 +1,10 @@
 """JAX samplers for random variables PyTensor's JAX backend cannot draw.
 
 Registered on ``jax_sample_fn`` for RV types that have no sampler of their own.
-``BinomialRV``, whose PyTensor sampler needs NumPyro, gets a stand-in subclass
-instead, and so do ``CategoricalRV``, whose PyTensor sampler draws from the
-wrong probabilities, ``PoissonRV``, whose sampler JAX implements for threefry
-keys only, and ``NormalRV``, drawn faster (see :mod:`.substitutes`). Each
+``CategoricalRV``, whose PyTensor sampler draws from the wrong probabilities,
+gets a stand-in subclass instead, and so do ``NormalRV``, ``GammaRV``,
+``StudentTRV``, ``BetaRV``, ``DirichletRV`` and ``BinomialRV``, drawn faster
+(see :mod:`.substitutes`); counts are drawn in :mod:`.counts`. Each
 ``sample_fn(key, size, dtype, *params)`` returns draws of shape ``size`` (batch
 shape) plus the RV's core shape.
 """
@@ -33,8 +33,9 @@ from pymc.distributions.multivariate import (
 from pytensor.tensor.type import TensorType
 from pytensor.link.jax.dispatch.random import jax_sample_fn
 
-from hiddenjax.compile.dispatch.substitutes import correction_for, substitute_for
-from hiddenjax.compile.prng import as_threefry, standard_normal
+from hiddenjax.compile.dispatch.rejection import rejection_sample
+from hiddenjax.compile.dispatch.substitutes import correction_for
+from hiddenjax.compile.prng import open_uniform, standard_normal
 
 
 def _batch_shape(size, *params, core_ndims=None):
@@ -279,34 +280,9 @@ def funcify_NormalRV(op, node):
     return normal
 
 
-@correction_for(ptr.PoissonRV)
-class JaxPoissonRV(ptr.PoissonRV):
-    """``PoissonRV`` drawn with its key read as threefry's: JAX implements
-    ``poisson`` for threefry keys only, and forward draws use SplitMix64 keys
-    (:mod:`hiddenjax.compile.prng`)."""
-
-
-@jax_sample_fn.register(JaxPoissonRV)
-def funcify_PoissonRV(op, node):
-    def poisson(key, size, dtype, lam):
-        return jax.random.poisson(as_threefry(key), lam, shape=size, dtype=dtype)
-
-    return poisson
-
-
-@substitute_for(ptr.BinomialRV)
+@correction_for(ptr.BinomialRV)
 class JaxBinomialRV(ptr.BinomialRV):
-    """``BinomialRV`` drawn by hiddenjax with ``jax.random.binomial``."""
-
-
-@jax_sample_fn.register(JaxBinomialRV)
-def funcify_BinomialRV(op, node):
-    def binomial(key, size, dtype, n, p):
-        shape = _batch_shape(size, n, p)
-        draws = jax.random.binomial(key, jnp.asarray(n, jnp.result_type(p, float)), p, shape)
-        return draws.astype(dtype)
-
-    return binomial
+    """``BinomialRV`` drawn by hiddenjax (:func:`.counts.binomial`)."""
 
 
 @correction_for(ptr.CategoricalRV)
@@ -333,69 +309,54 @@ def _marsaglia_tsang(key, d, c):
     """One Marsaglia-Tsang proposal per entry: ``(d * v**3, accepted)``."""
     key_x, key_u = jax.random.split(key)
     x = standard_normal(key_x, d.shape, d.dtype)
-    u = jax.random.uniform(key_u, d.shape, d.dtype)
+    u = open_uniform(key_u, d.shape, d.dtype)
     v = 1 + c * x
     v3 = jnp.where(v > 0, v * v * v, 1.0)
+    # XLA's log rather than log_positive: the sampler's program compiles faster, and
+    # the proposals are not the larger part of its run time.
     accepted = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * v3 + d * jnp.log(v3))
     return d * v3, accepted
 
 
-def _redraw_pending(key, value, done, d, c, size: int):
-    """Redraw the first ``size`` pending entries (in index order) until each is accepted.
-
-    The pending entries are gathered into ``size`` slots once, so each retry
-    draws ``size`` proposals rather than one per entry of the whole array.
-    """
-    pending = ~done
-    count = jnp.cumsum(pending)
-    slot = jnp.where(pending & (count <= size), count - 1, size)
-    # Slot j belongs to the (j+1)-th pending entry; slots past the last one stay unused.
-    owner = jnp.minimum(jnp.searchsorted(count, jnp.arange(1, size + 1)), value.shape[0] - 1)
-    unused = jnp.arange(size) >= count[-1]
-    d_slot, c_slot = d[owner], c[owner]
-
-    def retry(state):
-        i, drawn, accepted = state
-        proposal, ok = _marsaglia_tsang(jax.random.fold_in(key, i), d_slot, c_slot)
-        take = ~accepted & ok
-        return i + 1, jnp.where(take, proposal, drawn), accepted | ok
-
-    start = (0, jnp.zeros(size, d.dtype), unused)
-    _, drawn, _ = jax.lax.while_loop(lambda s: ~jnp.all(s[2]), retry, start)
-    filled = slot < size
-    return jnp.where(filled, drawn[jnp.minimum(slot, size - 1)], value), done | filled
+_GAMMA_RETRIES = ()
+"""Marsaglia and Tsang's proposals are accepted 95 % of the time or more: the
+rejected ones go straight to the redraw rounds (:func:`.rejection.rejection_sample`)."""
 
 
-def standard_gamma(key, alpha, dtype):
-    """Gamma(alpha, 1) draws of ``alpha``'s shape: Marsaglia and Tsang (2000).
+def _gamma_parts(key, alpha, dtype):
+    """Gamma(alpha) draws as ``(g, log_boost)``, flat: ``g`` drawn by Marsaglia and
+    Tsang (2000) with shape ``alpha``, or ``alpha + 1`` where ``alpha < 1``, and
+    ``log_boost = log(U) / alpha`` there (0 elsewhere), so the draw is
+    ``g * exp(log_boost)``: ``Gamma(a) = Gamma(a + 1) * U**(1/a)``.
 
     Every entry gets one proposal at once; the few rejected ones (under 5 %)
-    are redrawn in a small buffer. ``jax.random.gamma`` instead runs a
-    rejection loop per entry with its own key splits, which is an order of
-    magnitude slower on CPU. Shapes below one are boosted:
-    ``Gamma(a) = Gamma(a + 1) * U**(1/a)``.
+    are redrawn in a small buffer (:func:`.rejection.rejection_sample`).
+    ``jax.random.gamma`` instead runs a rejection loop per entry with its own
+    key splits, which is an order of magnitude slower on CPU.
     """
-    shape = jnp.shape(alpha)
     a = jnp.ravel(alpha).astype(dtype)
-    n = a.size
-    if n == 0:
-        return jnp.zeros(shape, dtype)
     boost = a < 1
     d = jnp.where(boost, a + 1, a) - 1 / 3
     c = 1 / jnp.sqrt(9 * d)
-    key_first, key_retry, key_boost = jax.random.split(key, 3)
-    # The barrier keeps XLA from fusing (and so recomputing) the first proposals into each use.
-    value, done = jax.lax.optimization_barrier(_marsaglia_tsang(key_first, d, c))
-    size = min(n, max(8, -(-n // 16)))
+    key_draw, key_boost = jax.random.split(key)
+    g = rejection_sample(key_draw, _marsaglia_tsang, (d, c), retries=_GAMMA_RETRIES)
+    u = open_uniform(key_boost, a.shape, dtype)
+    return g, jnp.where(boost, jnp.log(u) / a, 0.0)
 
-    def redraw(state):
-        i, value, done = state
-        return (i + 1, *_redraw_pending(jax.random.fold_in(key_retry, i), value, done, d, c, size))
 
-    _, value, _ = jax.lax.while_loop(lambda s: ~jnp.all(s[2]), redraw, (0, value, done))
-    u = jax.random.uniform(key_boost, (n,), dtype)
-    value = value * jnp.where(boost, jnp.exp(jnp.log1p(-u) / a), 1.0)
-    return value.reshape(shape)
+def standard_gamma(key, alpha, dtype):
+    """Gamma(alpha, 1) draws of ``alpha``'s shape (see :func:`_gamma_parts`)."""
+    shape = jnp.shape(alpha)
+    g, log_boost = _gamma_parts(key, alpha, dtype)
+    return (g * jnp.exp(log_boost)).reshape(shape)
+
+
+def log_standard_gamma(key, alpha, dtype):
+    """Logarithms of Gamma(alpha, 1) draws of ``alpha``'s shape: finite even where a
+    small ``alpha`` gives draws that underflow to zero (about ``U**(1/alpha)``)."""
+    shape = jnp.shape(alpha)
+    g, log_boost = _gamma_parts(key, alpha, dtype)
+    return (jnp.log(g) + log_boost).reshape(shape)
 
 
 @correction_for(ptr.GammaRV)
@@ -410,6 +371,41 @@ def funcify_GammaRV(op, node):
         return standard_gamma(key, alpha, dtype) * scale
 
     return gamma
+
+
+@correction_for(ptr.BetaRV)
+class JaxBetaRV(ptr.BetaRV):
+    """``BetaRV`` drawn as ``G_a / (G_a + G_b)`` from hiddenjax's gamma sampler, in
+    log space (a logistic of ``log G_a - log G_b``), so small shapes whose gamma
+    draws underflow still give their draws near 0 and 1 rather than 0/0."""
+
+
+@jax_sample_fn.register(JaxBetaRV)
+def funcify_BetaRV(op, node):
+    def beta(key, size, dtype, alpha, beta_):
+        shape = _batch_shape(size, alpha, beta_)
+        key_a, key_b = jax.random.split(key)
+        log_a = log_standard_gamma(key_a, jnp.broadcast_to(alpha, shape), dtype)
+        log_b = log_standard_gamma(key_b, jnp.broadcast_to(beta_, shape), dtype)
+        return jax.nn.sigmoid(log_a - log_b)
+
+    return beta
+
+
+@correction_for(ptr.DirichletRV)
+class JaxDirichletRV(ptr.DirichletRV):
+    """``DirichletRV`` drawn as normalised gamma draws from hiddenjax's gamma
+    sampler, in log space (a softmax of their logarithms), as :class:`JaxBetaRV`."""
+
+
+@jax_sample_fn.register(JaxDirichletRV)
+def funcify_DirichletRV(op, node):
+    def dirichlet(key, size, dtype, alphas):
+        shape = (*_batch_shape(size, alphas, core_ndims=(1,)), jnp.shape(alphas)[-1])
+        return jax.nn.softmax(log_standard_gamma(key, jnp.broadcast_to(alphas, shape), dtype),
+                              axis=-1)
+
+    return dirichlet
 
 
 @correction_for(ptr.StudentTRV)

@@ -12,12 +12,13 @@ its meaning.
 A few PyTensor lowerings exist but compute the wrong thing (PyTensor's JAX
 sampler for ``CategoricalRV`` reads ``logit(p)`` as log-probabilities) or miss
 a derivative PyTensor itself has (``BetaInc`` in ``a`` and ``b``), and PyTensor's
-samplers for ``GammaRV`` and ``StudentTRV`` go through ``jax.random.gamma``, a
-per-entry rejection loop about ten times slower on CPU than a vectorised one.
-``PoissonRV``'s goes through ``jax.random.poisson``, which JAX implements for
-threefry keys only, while hiddenjax's forward draws use SplitMix64 keys, and
-``NormalRV``'s through ``erf_inv``, slower than the quantile hiddenjax draws
-with. Their
+samplers for ``GammaRV``, ``StudentTRV``, ``BetaRV`` and ``DirichletRV`` go
+through ``jax.random.gamma``, a per-entry rejection loop about ten times slower
+on CPU than a vectorised one. ``PoissonRV``'s and ``BinomialRV``'s go through
+``jax.random.poisson`` and NumPyro's binomial, per-entry loops too (JAX's Poisson
+also takes threefry keys only, while hiddenjax's forward draws use SplitMix64
+keys), and ``NormalRV``'s through ``erf_inv``, slower than the quantile
+hiddenjax draws with (:mod:`.random`, :mod:`.counts`). Their
 stand-ins are declared with :func:`correction_for` and swapped in by the
 pre-flight whenever the Op appears, so only graphs compiled by hiddenjax see
 the difference: ``jax_sample_fn`` and ``jax_funcify`` dispatch on the exact
