@@ -157,6 +157,14 @@ def poisson(key, lam: jax.Array, dtype) -> jax.Array:
     return draws.astype(dtype).reshape(shape)
 
 
+_BTRS_RETRIES = ()
+"""No retry stages for BTRS, straight to the redraw rounds: each stage holds a copy
+of its proposal (four log-factorials) in the program. With the default two, a
+posterior predictive call of a binomial regression took 3.5 s the first time
+against 2.15 s without (one stage: 2.7 s), for 15 % less time drawing 1 million
+draws at n * p = 80 with one stage (128 against 150 ms)."""
+
+
 def _btrs_constants(n, q):
     """BTRS's constants of each ``(n, q)``, computed once rather than at every
     proposal: ``(n, q, a, b, c, v_r, log(alpha), m, log f(m), log(q / (1 - q)))``,
@@ -204,7 +212,7 @@ def binomial(key, n: jax.Array, p: jax.Array, dtype) -> jax.Array:
     # Large entries only; the others get a stand-in that BTRS accepts quickly.
     nl, ql = jnp.where(small, 4.0 * SMALL_RATE, n), jnp.where(small, 0.5, q)
     k_large = only_if(jnp.any(~small),
-                      lambda k, n_, q_: rejection_sample(k, _btrs, _btrs_constants(n_, q_)),
+                      lambda k, n_, q_: rejection_sample(k, _btrs, _btrs_constants(n_, q_), retries=_BTRS_RETRIES),
                       key_large, (nl, ql), jnp.zeros_like(n))
     k = jnp.where(small, k_small, k_large)
     k = jnp.where(flip, n - k, k)
