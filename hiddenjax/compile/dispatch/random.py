@@ -312,8 +312,8 @@ def _marsaglia_tsang(key, d, c):
     u = open_uniform(key_u, d.shape, d.dtype)
     v = 1 + c * x
     v3 = jnp.where(v > 0, v * v * v, 1.0)
-    # XLA's log rather than log_positive: the sampler's program compiles faster, and
-    # the proposals are not the larger part of its run time.
+    # XLA's log rather than log_positive: a gamma regression's first posterior
+    # predictive call took 1.35 against 1.53 s (compiling), its later ones about as long.
     accepted = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * v3 + d * jnp.log(v3))
     return d * v3, accepted
 
