@@ -191,7 +191,8 @@ def copy_rows(buffer: np.ndarray, array: jax.Array, start: int, stop: int) -> No
     for shard in array.addressable_shards:
         rows = shard.index[0] if shard.index else slice(None)
         first = rows.start or 0
-        lo, hi = start + first, min(stop, start + (array.shape[0] if rows.stop is None else rows.stop))
+        last = array.shape[0] if rows.stop is None else rows.stop
+        lo, hi = start + first, min(stop, start + last)
         if hi > lo and first not in done:
             done.add(first)  # replicated shards hold the same rows
             buffer[lo:hi] = np.asarray(shard.data)[: hi - lo]

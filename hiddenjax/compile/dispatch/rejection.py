@@ -29,17 +29,17 @@ def _first_accepted(key, propose: Callable, params: tuple, tries: int) -> jax.Ar
     Rejection is carried as NaN in the one array, rather than as a second
     boolean array: XLA on CPU would compute the proposals once for each of
     two outputs. More than one try is a loop, so the program holds one copy
-    of the proposal (compile time grows with every copy).
+    of the proposal (compile time grows with every copy). Proposals have the
+    dtype of ``params[0]``.
     """
     def one(t, value):
-        proposal, ok = propose(jax.random.fold_in(key, t), *loop_variant(params, t))
+        proposal, ok = propose(jax.random.fold_in(key, t), *params)
         return jnp.where(jnp.isnan(value), jnp.where(ok, proposal, jnp.nan), value)
 
     if tries == 1:
         proposal, ok = propose(jax.random.fold_in(key, 0), *params)
         return jnp.where(ok, proposal, jnp.nan)
-    dtype = jax.eval_shape(propose, key, *params)[0].dtype
-    return jax.lax.fori_loop(0, tries, one, jnp.full(params[0].shape, jnp.nan, dtype))
+    return jax.lax.fori_loop(0, tries, one, jnp.full(params[0].shape, jnp.nan, params[0].dtype))
 
 
 def _slots(value, params: tuple, size: int):
@@ -78,8 +78,7 @@ def _redraw_rounds(key, value, propose: Callable, params: tuple, size: int):
 
         def redraw_slots(slots):
             j, drawn = slots
-            proposal, ok = propose(jax.random.fold_in(round_key, j),
-                                   *loop_variant(slot_params, j))
+            proposal, ok = propose(jax.random.fold_in(round_key, j), *slot_params)
             return j + 1, jnp.where(jnp.isnan(drawn) & ok, proposal, drawn)
 
         # Unused slots start accepted (at 0); they are dropped when scattering back.
@@ -101,14 +100,14 @@ def rejection_sample(key, propose: Callable, params: tuple, retries=RETRIES) -> 
     """One accepted proposal per entry of the 1-D ``params`` (all of one length).
 
     ``propose(key, *params) -> (proposal, accepted)`` draws independently for
-    each entry; proposals are floats, never NaN. Every entry gets a first
+    each entry; proposals are floats of ``params[0]``'s dtype, never NaN. Every entry gets a first
     proposal. Then, for each ``(fraction, tries)`` of ``retries``, the entries
     not yet accepted, up to ``fraction`` of all entries, get ``tries``
     proposals each (:func:`_retry_pending`), a fixed sequence of passes. The
     entries still rejected after them are redrawn in rounds of up to a
     sixteenth of the entries (:func:`_redraw_rounds`), a loop that runs only
     when needed: for the defaults and an acceptance rate of 0.77, PTRS's
-    lowest, about 1e-8 of the entries are left to it. A sampler accepted
+    lowest, under 1e-8 of the entries are left to it. A sampler accepted
     most of the time (Marsaglia and Tsang's gamma) needs no stages. An
     entry's draw is its first accepted proposal; each pass holds one copy of
     the proposal in the program, and XLA's compile time grows with each.
