@@ -128,6 +128,8 @@ class _Checkpoints(NamedTuple):
     """``(n,)``: velocity at the latest leaf."""
     first_momentum: Array
     """``(n,)``: momentum at the subtree's first leaf."""
+    last_dot: Array
+    """``v_i . C_{i-1}`` of the latest leaf ``i``: the next leaf's ``v_{i-1} . C_{i-2}``."""
 
 
 class _Subtree(NamedTuple):
@@ -225,8 +227,18 @@ def _write_pair_batched(axis_size: int, in_batched, matrix, pair, slot):
 
 
 def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, previous_momentum: Array,
-                     velocity_: Array, index: Array) -> _Checkpoints:
-    """Record leaf ``index`` (its momentum and velocity) in row ``popcount(index)``.
+                     velocity_: Array, index: Array) -> tuple[_Checkpoints, Array]:
+    """Record leaf ``index`` (its momentum and velocity) in row ``popcount(index)``,
+    and say whether a block completed at this leaf turns.
+
+    Every U-turn check is a difference of dot products with the momentum sum
+    ``C_i`` through this leaf: ``v_j . (C_i - C_{j-1}) = v_j . C_i - v_j . C_{j-1}``.
+    Two matrix-vector products give them all, ``V C_i`` (every start's
+    velocity against the sum) and ``S v_i`` (every start's earlier sums
+    against this leaf's velocity); the ``v_j . C_{j-1}`` terms were stored in
+    ``row_dots`` when leaf ``j`` was written. So a leaf makes two
+    matrix-vector products and one dot product, where each separate dot
+    product costs XLA on CPU a kernel or three.
 
     At an even leaf ``m > 0``, the start of the right half of the level
     ``ctz(m) + 1`` block, that block's check across halves on the left half
@@ -239,30 +251,36 @@ def _checkpoint_leaf(ck: _Checkpoints, momentum: Array, previous_momentum: Array
     before = ck.momentum_sum
     through = before + momentum
     slot = lax.population_count(index)
-    before_previous = before - previous_momentum
+    levels = ck.row_dots.shape[0]
     velocities = _write_pair(ck.velocities, jnp.stack([velocity_, ck.velocity]), slot)
-    sums = _write_pair(ck.sums, jnp.stack([before, before_previous]), slot)
-    dots = jnp.stack([jnp.dot(velocity_, before), jnp.dot(ck.velocity, before_previous)])
+    sums = _write_pair(ck.sums, jnp.stack([before, before - previous_momentum]), slot)
+    starts_dot_sum = (velocities @ through).reshape(levels, 2)
+    sums_dot_velocity = (sums @ velocity_).reshape(levels, 2)
+    end_dot = jnp.dot(velocity_, through)
+    # v_i . C_{i-1} is this leaf's own row; v_{i-1} . C_{i-2} was the previous leaf's.
+    dots = jnp.stack([sums_dot_velocity[slot, 0], ck.last_dot])
+    here = jnp.arange(levels) == slot
+    row_dots = jnp.where(here[:, None], dots, ck.row_dots)
     # The parent block starts at ``index`` with its lowest set bit cleared.
-    parent = 2 * jnp.maximum(slot - 1, 0)
-    parent_velocity = lax.dynamic_index_in_dim(velocities, parent, keepdims=False)
-    parent_before = lax.dynamic_index_in_dim(sums, parent, keepdims=False)
+    parent = jnp.maximum(slot - 1, 0)
     across = ((index > 0) & (index % 2 == 0)
-              & is_turning(parent_velocity, velocity_, through - parent_before))
-    here = jnp.arange(ck.across_start.shape[0]) == slot
-    return _Checkpoints(
+              & ((starts_dot_sum[parent, 0] - row_dots[parent, 0] <= 0)
+                 | (end_dot - sums_dot_velocity[parent, 0] <= 0)))
+    ck = _Checkpoints(
         velocities=velocities,
         sums=sums,
-        row_dots=jnp.where(here[:, None], dots, ck.row_dots),
+        row_dots=row_dots,
         across_start=jnp.where(here, across, ck.across_start),
         momentum_sum=through,
         velocity=velocity_,
         first_momentum=jnp.where(index == 0, momentum, ck.first_momentum),
+        last_dot=dots[0],
     )
+    return ck, _blocks_turning(ck, starts_dot_sum, sums_dot_velocity, end_dot, index)
 
 
-def _blocks_turning(ck: _Checkpoints, momentum_sum: Array, velocity_end: Array, index: Array,
-                    slots: Array) -> Array:
+def _blocks_turning(ck: _Checkpoints, starts_dot_sum: Array, sums_dot_velocity: Array,
+                    end_dot: Array, index: Array) -> Array:
     """Whether a block of two or more leaves completed at leaf ``index`` turns.
 
     The blocks completed at leaf ``i`` are levels ``k = 1..t`` with
@@ -271,16 +289,12 @@ def _blocks_turning(ck: _Checkpoints, momentum_sum: Array, velocity_end: Array, 
     leaf in the next row. Each block is checked end to end, and for
     ``k >= 2`` across its halves as Stan does: left half plus the right
     half's first leaf (decided at that leaf), and the left half's last leaf
-    plus the right half.
+    plus the right half. The dot products come from :func:`_checkpoint_leaf`.
     """
     count = lax.population_count(index + 1)
     top = count - 2 + _ctz(index + 1)
-    # v_j . (C_i - C_{j-1}) = v_j . C_i - v_j . C_{j-1}, and so on.
-    levels = ck.row_dots.shape[0]
-    velocities_dot_sum = (ck.velocities @ momentum_sum).reshape(levels, 2)
-    sums_dot_velocity = (ck.sums @ velocity_end).reshape(levels, 2)
-    end_dot = jnp.dot(velocity_end, momentum_sum)
-    starts_turn = velocities_dot_sum - ck.row_dots <= 0
+    slots = jnp.arange(ck.row_dots.shape[0], dtype=count.dtype)
+    starts_turn = starts_dot_sum - ck.row_dots <= 0
     ends_turn = end_dot - sums_dot_velocity <= 0
     turns = starts_turn | ends_turn
     whole, across_end = turns[:, 0], turns[:, 1]
@@ -296,8 +310,6 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
     carries the direction's sign), stopping at the first divergent step or
     turning block.
     """
-    slots = jnp.arange(max_treedepth, dtype=jnp.int32)
-
     def build(key, start, step_size, depth, h0, inverse_mass_matrix, stats) -> _Subtree:
         def leaf_step(sub: _Subtree) -> _Subtree:
             leaf = integrator(sub.leaf, step_size, inverse_mass_matrix)
@@ -311,9 +323,8 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             take = jnp.log(u) < -error - log_weight
             leaf_proposal = _Proposal(leaf.position, leaf.logdensity, leaf.logdensity_grad, energy)
             # The checks read the rows below the one this leaf writes.
-            ck = _checkpoint_leaf(sub.checkpoints, leaf.momentum, sub.leaf.momentum,
-                                  leaf_velocity, sub.index)
-            turning = _blocks_turning(ck, ck.momentum_sum, leaf_velocity, sub.index, slots)
+            ck, turning = _checkpoint_leaf(sub.checkpoints, leaf.momentum, sub.leaf.momentum,
+                                           leaf_velocity, sub.index)
             return _Subtree(
                 leaf=leaf,
                 index=sub.index + 1,
@@ -334,7 +345,8 @@ def _subtree_builder(integrator: Callable, max_treedepth: int, max_energy_error:
             leaf=start,
             index=jnp.int32(0),
             checkpoints=_Checkpoints(rows, rows, jnp.zeros((max_treedepth, 2), rows.dtype),
-                                     jnp.zeros(max_treedepth, bool), zeros, zeros, zeros),
+                                     jnp.zeros(max_treedepth, bool), zeros, zeros, zeros,
+                                     jnp.zeros((), rows.dtype)),
             proposal=_Proposal(start.position, start.logdensity, start.logdensity_grad, h0),
             log_weight=jnp.asarray(-jnp.inf, h0.dtype),
             stats=stats,
