@@ -129,7 +129,9 @@ class _Checkpoints(NamedTuple):
     first_momentum: Array
     """``(n,)``: momentum at the subtree's first leaf."""
     last_dot: Array
-    """``v_i . C_{i-1}`` of the latest leaf ``i``: the next leaf's ``v_{i-1} . C_{i-2}``."""
+    """``v_i . C_{i-1}`` of the latest leaf ``i``: the next leaf's ``v_{i-1} . C_{i-2}``.
+    Also in ``row_dots`` (row ``popcount(i)``), but carried so that no leaf has to
+    index it there."""
 
 
 class _Subtree(NamedTuple):
